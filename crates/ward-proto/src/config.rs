@@ -1,0 +1,123 @@
+//! The resolved workload configuration, as it travels to the Keep.
+//!
+//! `Ward.toml` (parsed by `ward-runtime`) is the user-facing form; this is the wire
+//! form: explicit, with defaults filled in and nothing left to interpret.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a Keep needs to know to run a workload, apart from the module itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadConfig {
+    /// Arguments after `argv[0]` (the Keep sets `argv[0]` to the workload's name).
+    pub args: Vec<String>,
+    /// Environment variables, in order.
+    pub env: Vec<(String, String)>,
+    /// What the workload's fd 0 is.
+    pub stdin: StdioMode,
+    /// What the workload's fd 1 is.
+    pub stdout: StdioMode,
+    /// What the workload's fd 2 is.
+    pub stderr: StdioMode,
+    /// Host directories made visible to the workload, preopened from fd 3 on.
+    pub preopens: Vec<PreopenDir>,
+    /// Sockets, preopened after the directories, in this order.
+    pub sockets: Vec<WorkloadSocket>,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        Self {
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: StdioMode::Forward,
+            stdout: StdioMode::Forward,
+            stderr: StdioMode::Forward,
+            preopens: Vec::new(),
+            sockets: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Where a standard stream goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StdioMode {
+    /// Relayed between the workload and the client over the Keep channel.
+    Forward,
+    /// Reads see end-of-file; writes are discarded.
+    Null,
+}
+
+/// A host directory preopened for the workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreopenDir {
+    /// Absolute path on the machine that runs the Keep.
+    pub host: String,
+    /// The path the workload sees, e.g. `/data`.
+    pub guest: String,
+    /// Whether the workload may create, write and delete files there.
+    pub writable: bool,
+}
+
+/// Kind of a preopened socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileKind {
+    /// A listening socket; the workload calls `accept()` on it.
+    Listen,
+    /// A connected socket; the workload reads and writes it.
+    Connect,
+}
+
+/// Protocol spoken on a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SocketProtocol {
+    /// Plain TCP.
+    Tcp,
+    /// TLS terminated inside the Keep (not implemented yet).
+    Tls,
+}
+
+/// A socket preopened for the workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSocket {
+    /// Listen or connect.
+    pub kind: FileKind,
+    /// Name the workload finds it by (in `FD_NAMES`).
+    pub name: String,
+    /// Protocol.
+    pub prot: SocketProtocol,
+    /// For `Listen`: the local address; for `Connect`: the peer's host name or address.
+    pub host: String,
+    /// Port (0 for `Listen` picks a free one; the Keep reports which).
+    pub port: u16,
+}
+
+/// Resource limits for one workload run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Maximum total linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock deadline in milliseconds, if any.
+    pub wall_time_ms: Option<u64>,
+    /// Fuel (roughly, Wasm instructions), if metered.
+    pub fuel: Option<u64>,
+}
+
+/// Default memory limit: 512 MiB.
+pub const DEFAULT_MEMORY_BYTES: u64 = 512 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            wall_time_ms: None,
+            fuel: None,
+        }
+    }
+}
