@@ -128,7 +128,9 @@ mod tests {
     #[test]
     fn clean_eof_is_none() {
         let empty: &[u8] = &[];
-        assert!(read_frame::<_, KeepToHost>(&mut &empty[..]).unwrap().is_none());
+        assert!(read_frame::<_, KeepToHost>(&mut &empty[..])
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -142,7 +144,10 @@ mod tests {
     fn truncated_prefix_and_body() {
         let bytes = encode_frame(&HostToKeep::StdinClosed).unwrap();
         let err = read_frame::<_, HostToKeep>(&mut &bytes[..2]).unwrap_err();
-        assert!(matches!(err, FrameError::Truncated { got: 2, want: 4 }), "{err}");
+        assert!(
+            matches!(err, FrameError::Truncated { got: 2, want: 4 }),
+            "{err}"
+        );
         let err = read_frame::<_, HostToKeep>(&mut &bytes[..bytes.len() - 1]).unwrap_err();
         assert!(matches!(err, FrameError::Truncated { .. }), "{err}");
     }
@@ -175,7 +180,10 @@ mod tests {
         let spec = crate::LaunchSpec::example();
         let bytes = encode_frame(&HostToKeep::Launch(Box::new(spec))).unwrap();
         for cut in 1..bytes.len() {
-            assert!(read_frame::<_, HostToKeep>(&mut &bytes[..cut]).is_err(), "cut {cut}");
+            assert!(
+                read_frame::<_, HostToKeep>(&mut &bytes[..cut]).is_err(),
+                "cut {cut}"
+            );
         }
     }
 }

@@ -375,6 +375,22 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     Ok(ms)
 }
 
+/// Formats a byte count for people: `64 MiB`, `1.5 GiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{} {}", v as u64, UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// A commented `Ward.toml` template, written by `ward config init`.
 pub const TEMPLATE: &str = r#"# Ward.toml: how Ward runs your workload inside a Keep.
 # Every key is optional. Unknown keys are an error.

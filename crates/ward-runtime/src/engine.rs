@@ -9,6 +9,7 @@ use wasmtime::{Config, Engine, Linker, Module, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::config::human_bytes;
 use crate::limits::MemoryLimiter;
 use crate::p1_sockets::{self, SocketHost, SocketTable};
 use crate::sockets::WorkloadSocketHandle;
@@ -428,22 +429,6 @@ fn outcome_of(e: &wasmtime::Error, limits: &Limits) -> WorkloadOutcome {
 
 fn demangle_short(name: &str) -> String {
     name.chars().take(120).collect()
-}
-
-/// Formats a byte count for people: `64 MiB`, `1.5 GiB`, `512 B`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if v.fract() == 0.0 {
-        format!("{} {}", v as u64, UNITS[unit])
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 /// An error and its causes on one line.

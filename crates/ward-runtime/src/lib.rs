@@ -30,6 +30,5 @@ pub mod stdio;
 
 #[cfg(feature = "engine")]
 pub use engine::{
-    human_bytes, is_component, LoadedWorkload, PreparedRun, Runtime, RuntimeError, RuntimeOptions,
-    WorkloadIo,
+    is_component, LoadedWorkload, PreparedRun, Runtime, RuntimeError, RuntimeOptions, WorkloadIo,
 };
