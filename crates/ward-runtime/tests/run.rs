@@ -375,3 +375,63 @@ fn hostile_iovec_is_efault() {
     drop(conn.join());
     assert_eq!(r.outcome, WorkloadOutcome::Exited(21));
 }
+
+/// A component exporting `wasi:cli/run@0.2.0` whose `run` returns `$ret` (0 = ok).
+fn run_component(ret: i32) -> String {
+    format!(
+        r#"(component
+  (core module $m (func (export "run") (result i32) i32.const {ret}))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $inst (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $inst)))"#
+    )
+}
+
+#[test]
+fn component_runs_with_wasi_p2() {
+    let wasm = wat::parse_str(run_component(0)).unwrap();
+    assert!(ward_runtime::is_component(&wasm));
+    let rt = Runtime::new(&Limits::default(), &RuntimeOptions::default()).unwrap();
+    let prepared = rt
+        .prepare(
+            "c.wasm",
+            &WorkloadConfig::default(),
+            WorkloadIo::default(),
+            vec![],
+        )
+        .unwrap();
+    let report = rt.run(&rt.load(&wasm).unwrap(), prepared).unwrap();
+    assert_eq!(report.outcome, WorkloadOutcome::Exited(0));
+}
+
+#[test]
+fn component_returning_err_exits_one() {
+    let wasm = wat::parse_str(run_component(1)).unwrap();
+    let rt = Runtime::new(&Limits::default(), &RuntimeOptions::default()).unwrap();
+    let prepared = rt
+        .prepare(
+            "c.wasm",
+            &WorkloadConfig::default(),
+            WorkloadIo::default(),
+            vec![],
+        )
+        .unwrap();
+    let report = rt.run(&rt.load(&wasm).unwrap(), prepared).unwrap();
+    assert_eq!(report.outcome, WorkloadOutcome::Exited(1));
+}
+
+#[test]
+fn component_without_run_export_is_a_link_error() {
+    let wasm = wat::parse_str("(component)").unwrap();
+    let rt = Runtime::new(&Limits::default(), &RuntimeOptions::default()).unwrap();
+    let prepared = rt
+        .prepare(
+            "c.wasm",
+            &WorkloadConfig::default(),
+            WorkloadIo::default(),
+            vec![],
+        )
+        .unwrap();
+    assert!(rt.run(&rt.load(&wasm).unwrap(), prepared).is_err());
+}
