@@ -13,7 +13,7 @@ use ward_runtime::sockets::{open_sockets, WorkloadSocketHandle};
 use ward_runtime::{Runtime, RuntimeError, RuntimeOptions, WorkloadIo};
 
 use crate::channel::{ChannelInput, ChannelOutput, Sender, Stream};
-use crate::sandbox;
+use ward_keep::sandbox;
 
 /// How this Keep runs.
 #[derive(Debug, Default, Clone)]

@@ -11,7 +11,6 @@
 
 mod agent;
 mod channel;
-mod sandbox;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;

@@ -41,8 +41,11 @@ fn from<E: std::fmt::Display>(r: Result<SandboxStatus, E>) -> SandboxStatus {
     r.unwrap_or_else(|e| SandboxStatus::Unavailable(e.to_string()))
 }
 
-/// Applies every layer and reports each.
-pub(crate) fn apply(cfg: &WorkloadConfig) -> Vec<SandboxLayer> {
+/// Applies every layer to the calling process and reports each.
+///
+/// Call it while the process is single-threaded: the user namespace cannot be
+/// entered otherwise.
+pub fn apply(cfg: &WorkloadConfig) -> Vec<SandboxLayer> {
     vec![
         layer("rlimits", from(rlimits())),
         layer("namespaces", from(namespaces(cfg))),
