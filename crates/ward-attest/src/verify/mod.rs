@@ -1,0 +1,41 @@
+//! Verifying evidence against vendor roots and a policy, at an explicit time.
+//!
+//! Every rejection is a distinct [`VerifyError`] that says what was wrong in words a
+//! person can act on. Nothing here reads the clock: callers pass `now`, so that tests
+//! can pin time and evidence can be checked as of a given moment.
+
+mod claims;
+mod error;
+mod policy;
+pub mod snp;
+mod software;
+mod x509;
+
+pub use claims::VerifiedClaims;
+pub use error::VerifyError;
+pub use policy::{Hex, Policy, SnpPolicy, SnpTcb, POLICY_TEMPLATE};
+
+use std::time::SystemTime;
+
+use crate::{Evidence, TeeKind};
+
+/// Verifies `evidence` against the built-in roots and `policy`, as of `now`.
+pub fn verify(
+    evidence: &Evidence,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<VerifiedClaims, VerifyError> {
+    let claims = match evidence.kind {
+        TeeKind::Snp => snp::verify(&evidence.evidence, &evidence.collateral, policy, now)?,
+        TeeKind::None => software::verify(&evidence.evidence, policy)?,
+        other => return Err(VerifyError::Unsupported(other)),
+    };
+    check_policy(&claims, policy)?;
+    Ok(claims)
+}
+
+/// The policy checks common to every kind (debug, measurement allow-list, report
+/// data), on claims already verified.
+pub fn check_policy(claims: &VerifiedClaims, policy: &Policy) -> Result<(), VerifyError> {
+    policy.check_common(claims)
+}
