@@ -34,7 +34,7 @@ fn pinned() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_735_689_600)
 }
 
-fn snp_evidence(dir: &PathBuf, name: &str, vcek: &str) -> Evidence {
+fn snp_evidence(dir: &std::path::Path, name: &str, vcek: &str) -> Evidence {
     Evidence {
         kind: TeeKind::Snp,
         evidence: std::fs::read(dir.join("snp").join(name).join("report.bin")).unwrap(),

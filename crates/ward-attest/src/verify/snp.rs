@@ -227,7 +227,7 @@ fn check_vek_binding(vek_der: &[u8], report: &AttestationReport) -> Result<(), V
         if hw != chip {
             return Err(VerifyError::ChipIdMismatch {
                 cert: hex::encode(hw),
-                report: hex::encode(&report.chip_id),
+                report: hex::encode(report.chip_id),
             });
         }
     }
@@ -331,7 +331,7 @@ pub fn verify_signed_report(
         }
     }
     check_min_tcb(&report.parsed, policy)?;
-    Ok(claims(&report, product))
+    Ok(claims(report, product))
 }
 
 fn claims(report: &Report, product: Product) -> VerifiedClaims {
