@@ -45,6 +45,10 @@ pub struct Collateral {
     /// taken from collateral: they are built in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<serde_bytes::ByteBuf>,
+    /// TDX/SGX: the DCAP quote collateral (TCB info, QE identity, CRLs and their
+    /// chains), as the JSON that PCCS tools produce.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    pub quote_collateral: Vec<u8>,
 }
 
 /// The evidence envelope, as carried in CBOR (in RA-TLS certificates, CSRs and on

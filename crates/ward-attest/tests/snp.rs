@@ -40,7 +40,7 @@ fn snp_evidence(dir: &std::path::Path, name: &str, vcek: &str) -> Evidence {
         evidence: std::fs::read(dir.join("snp").join(name).join("report.bin")).unwrap(),
         collateral: Collateral {
             vek: std::fs::read(dir.join("snp").join(name).join(vcek)).unwrap(),
-            chain: vec![],
+            ..Collateral::default()
         },
     }
 }

@@ -49,9 +49,9 @@ pub enum PolicyCommand {
 pub enum Kind {
     /// AMD SEV-SNP attestation report (1184 bytes).
     Snp,
-    /// Intel TDX quote (not supported yet).
+    /// Intel TDX quote (v4 or v5); needs --collateral.
     Tdx,
-    /// Intel SGX DCAP quote (not supported yet).
+    /// Intel SGX DCAP quote (v3); needs --collateral.
     Sgx,
     /// AWS Nitro attestation document (not supported yet).
     Nitro,
@@ -73,6 +73,9 @@ pub struct VerifyArgs {
     /// SNP: the ASK or ASVK certificate, if not the built-in ASK (e.g. for VLEKs).
     #[arg(long, value_name = "FILE")]
     ask: Option<PathBuf>,
+    /// TDX/SGX: the DCAP quote collateral (JSON: TCB info, QE identity, CRLs, chains).
+    #[arg(long, value_name = "FILE")]
+    collateral: Option<PathBuf>,
     /// Policy file (see `ward attest policy init`). Default: the strictest policy.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
@@ -144,10 +147,26 @@ fn verify_cmd(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                     .into_iter()
                     .map(serde_bytes::ByteBuf::from)
                     .collect(),
+                ..Collateral::default()
             },
         },
-        Kind::Tdx => bail!("verifying TDX quotes is not supported yet"),
-        Kind::Sgx => bail!("verifying SGX quotes is not supported yet"),
+        Kind::Tdx | Kind::Sgx => Evidence {
+            kind: if args.kind == Kind::Tdx {
+                TeeKind::Tdx
+            } else {
+                TeeKind::Sgx
+            },
+            evidence: bytes,
+            collateral: Collateral {
+                quote_collateral: args
+                    .collateral
+                    .as_ref()
+                    .map(read)
+                    .transpose()?
+                    .unwrap_or_default(),
+                ..Collateral::default()
+            },
+        },
         Kind::Nitro => bail!("verifying Nitro attestation documents is not supported yet"),
     };
     let policy = match &args.policy {

@@ -120,7 +120,13 @@ fn bad_inputs_are_one_line_errors() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("malformed SNP report"));
-    let o = ward(&["attest", "verify", "--kind", "tdx", junk.to_str().unwrap()]);
+    let o = ward(&[
+        "attest",
+        "verify",
+        "--kind",
+        "nitro",
+        junk.to_str().unwrap(),
+    ]);
     assert_clean_failure(&o, 125, "not supported yet");
     let o = ward(&[
         "attest",

@@ -119,6 +119,26 @@ pub enum VerifyError {
     /// Software evidence (no hardware protection) without the policy's consent.
     #[error("this Keep has no hardware protection (evidence kind `none`); accept it only for testing, with insecure_allow_software = true / --insecure")]
     SoftwareNotAllowed,
+    /// The DCAP quote or its collateral failed verification.
+    #[error("quote verification failed: {0}")]
+    QuoteInvalid(String),
+    /// The DCAP collateral is outside its validity window at `now`.
+    #[error("collateral not valid at the verification time: {0}")]
+    CollateralExpired(String),
+    /// The platform's TCB status is not accepted by the policy.
+    #[error("TCB status {status} is not accepted (only UpToDate by default; allow it by name in [dcap] allow_statuses)")]
+    TcbStatusNotAllowed {
+        /// The status, e.g. "OutOfDate".
+        status: String,
+    },
+    /// The platform is affected by an advisory the policy does not accept.
+    #[error(
+        "platform affected by security advisory {id} (allow it by name in [dcap] allow_advisories)"
+    )]
+    AdvisoryNotAllowed {
+        /// The advisory id.
+        id: String,
+    },
     /// The policy file is invalid.
     #[error("invalid policy: {0}")]
     Policy(String),

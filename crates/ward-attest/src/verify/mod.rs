@@ -5,6 +5,7 @@
 //! can pin time and evidence can be checked as of a given moment.
 
 mod claims;
+pub mod dcap;
 mod error;
 mod policy;
 pub mod snp;
@@ -13,7 +14,7 @@ mod x509;
 
 pub use claims::VerifiedClaims;
 pub use error::VerifyError;
-pub use policy::{Hex, Policy, SnpPolicy, SnpTcb, POLICY_TEMPLATE};
+pub use policy::{DcapPolicy, Hex, Policy, SnpPolicy, SnpTcb, POLICY_TEMPLATE};
 
 use std::time::SystemTime;
 
@@ -27,6 +28,13 @@ pub fn verify(
 ) -> Result<VerifiedClaims, VerifyError> {
     let claims = match evidence.kind {
         TeeKind::Snp => snp::verify(&evidence.evidence, &evidence.collateral, policy, now)?,
+        TeeKind::Tdx | TeeKind::Sgx => dcap::verify(
+            evidence.kind,
+            &evidence.evidence,
+            &evidence.collateral,
+            policy,
+            now,
+        )?,
         TeeKind::None => software::verify(&evidence.evidence, policy)?,
         other => return Err(VerifyError::Unsupported(other)),
     };

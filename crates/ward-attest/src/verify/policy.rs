@@ -37,6 +37,22 @@ pub struct Policy {
     /// SEV-SNP specifics.
     #[serde(default)]
     pub snp: SnpPolicy,
+    /// Intel TDX and SGX (DCAP) specifics.
+    #[serde(default)]
+    pub dcap: DcapPolicy,
+}
+
+/// Intel DCAP (TDX, SGX) policy: which TCB statuses and advisories to accept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcapPolicy {
+    /// TCB statuses accepted besides `UpToDate` (e.g. "SWHardeningNeeded",
+    /// "ConfigurationAndSWHardeningNeeded").
+    #[serde(default)]
+    pub allow_statuses: Vec<String>,
+    /// Security advisories accepted by id (e.g. "INTEL-SA-00615").
+    #[serde(default)]
+    pub allow_advisories: Vec<String>,
 }
 
 /// SEV-SNP policy.
@@ -109,6 +125,13 @@ bootloader = 0
 tee = 0
 snp = 0
 microcode = 0
+
+[dcap]
+# Intel TDX/SGX: TCB statuses accepted besides "UpToDate", by name, e.g.
+# "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded".
+allow_statuses = []
+# Security advisories accepted by id, e.g. "INTEL-SA-00615".
+allow_advisories = []
 "#;
 
 impl Policy {

@@ -1,0 +1,211 @@
+//! Intel TDX and SGX quotes (DCAP), verified by `dcap-qvl` against supplied
+//! collateral at an explicit time, then judged by the policy's TCB-status and
+//! advisory allow-lists.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dcap_qvl::quote::Report;
+use dcap_qvl::QuoteCollateralV3;
+
+use super::{Policy, VerifiedClaims, VerifyError};
+use crate::{Collateral, TeeKind};
+
+/// Largest quote accepted.
+const MAX_QUOTE_LEN: usize = 64 << 10;
+/// TD attribute bit 0: the TD is debuggable.
+const TD_ATTR_DEBUG: u8 = 1;
+/// SGX attributes flag bit 1: the enclave is debuggable.
+const SGX_ATTR_DEBUG: u8 = 1 << 1;
+
+fn error_chain(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Checks the quote's own length fields against its size: dcap-qvl tolerates a
+/// truncated tail after the signed part, and evidence should not.
+fn check_quote_length(q: &[u8]) -> Result<(), VerifyError> {
+    let bad = |why: String| VerifyError::Malformed { what: "quote", why };
+    let u16_at = |o: usize| {
+        q.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        q.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let version = u16_at(0)
+        .ok_or_else(|| bad(format!("{} bytes is shorter than a quote header", q.len())))?;
+    let tee_type = u32_at(4).ok_or_else(|| bad("truncated header".into()))?;
+    let body_end = match version {
+        3 | 4 => 48 + if tee_type == 0x81 { 584 } else { 384 },
+        5 => {
+            let size = u32_at(50).ok_or_else(|| bad("truncated v5 body header".into()))?;
+            54 + size
+        }
+        v => {
+            return Err(bad(format!(
+                "quote version {v} is not supported (3, 4 or 5)"
+            )))
+        }
+    };
+    let sig_len =
+        u32_at(body_end).ok_or_else(|| bad("truncated before the signature data".into()))?;
+    let want = body_end + 4 + sig_len;
+    if want > q.len() {
+        return Err(bad(format!(
+            "truncated: the quote's length fields say {want} bytes, but it has {}",
+            q.len()
+        )));
+    }
+    // Quotes read from fixed-size buffers carry zero padding; anything else is not
+    // part of the quote.
+    if q[want..].iter().any(|&b| b != 0) {
+        return Err(bad(format!(
+            "{} bytes after the end of the quote are not zero padding",
+            q.len() - want
+        )));
+    }
+    Ok(())
+}
+
+/// Verifies a TDX or SGX quote against its collateral, as of `now`.
+pub fn verify(
+    kind: TeeKind,
+    quote: &[u8],
+    collateral: &Collateral,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<VerifiedClaims, VerifyError> {
+    if quote.len() > MAX_QUOTE_LEN {
+        return Err(VerifyError::Malformed {
+            what: "quote",
+            why: format!("{} bytes; the limit is {MAX_QUOTE_LEN}", quote.len()),
+        });
+    }
+    check_quote_length(quote)?;
+    if collateral.quote_collateral.is_empty() {
+        return Err(VerifyError::MissingCollateral(
+            "the DCAP quote collateral (--collateral)",
+        ));
+    }
+    let coll: QuoteCollateralV3 =
+        serde_json::from_slice(&collateral.quote_collateral).map_err(|e| {
+            VerifyError::Malformed {
+                what: "DCAP collateral",
+                why: e.to_string(),
+            }
+        })?;
+    let now_secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let report = dcap_qvl::verify::verify(quote, &coll, now_secs).map_err(|e| {
+        let msg = error_chain(&e);
+        if msg.contains("expired")
+            || msg.contains("in the future")
+            || msg.contains("not yet valid")
+            || msg.contains("Expired")
+        {
+            VerifyError::CollateralExpired(msg)
+        } else {
+            VerifyError::QuoteInvalid(msg)
+        }
+    })?;
+
+    let is_sgx = report.report.is_sgx();
+    match (kind, is_sgx) {
+        (TeeKind::Sgx, false) => {
+            return Err(VerifyError::Malformed {
+                what: "quote",
+                why: "this is a TDX quote, not SGX".into(),
+            })
+        }
+        (TeeKind::Tdx, true) => {
+            return Err(VerifyError::Malformed {
+                what: "quote",
+                why: "this is an SGX quote, not TDX".into(),
+            })
+        }
+        _ => {}
+    }
+    if report.status != "UpToDate"
+        && !policy
+            .dcap
+            .allow_statuses
+            .iter()
+            .any(|s| s == &report.status)
+    {
+        return Err(VerifyError::TcbStatusNotAllowed {
+            status: report.status.clone(),
+        });
+    }
+    if let Some(id) = report
+        .advisory_ids
+        .iter()
+        .find(|id| !policy.dcap.allow_advisories.contains(id))
+    {
+        return Err(VerifyError::AdvisoryNotAllowed { id: id.clone() });
+    }
+    let mut claims = match &report.report {
+        Report::SgxEnclave(r) => VerifiedClaims {
+            kind: TeeKind::Sgx,
+            measurement: r.mr_enclave.to_vec(),
+            report_data: r.report_data.to_vec(),
+            tcb: vec![
+                ("isv_svn".into(), r.isv_svn as u64),
+                ("isv_prod_id".into(), r.isv_prod_id as u64),
+            ],
+            debug: r.attributes[0] & SGX_ATTR_DEBUG != 0,
+            platform_id: report.ppid.clone(),
+            signers: vec![("mr_signer".into(), r.mr_signer.to_vec())],
+            details: vec![("cpu_svn".into(), hex::encode(r.cpu_svn))],
+            insecure_software: false,
+        },
+        other => {
+            let td = match other {
+                Report::TD10(t) => t,
+                Report::TD15(t) => &t.base,
+                Report::TD15Ex(t) => &t.base.base,
+                Report::SgxEnclave(_) => unreachable!("handled above"),
+            };
+            VerifiedClaims {
+                kind: TeeKind::Tdx,
+                measurement: td.mr_td.to_vec(),
+                report_data: td.report_data.to_vec(),
+                tcb: td
+                    .tee_tcb_svn
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("tee_tcb_svn[{i}]"), *v as u64))
+                    .collect(),
+                debug: td.td_attributes[0] & TD_ATTR_DEBUG != 0,
+                platform_id: report.ppid.clone(),
+                signers: vec![
+                    ("mr_seam".into(), td.mr_seam.to_vec()),
+                    ("mr_signer_seam".into(), td.mr_signer_seam.to_vec()),
+                ],
+                details: vec![
+                    ("rtmr0".into(), hex::encode(td.rt_mr0)),
+                    ("rtmr1".into(), hex::encode(td.rt_mr1)),
+                    ("rtmr2".into(), hex::encode(td.rt_mr2)),
+                    ("rtmr3".into(), hex::encode(td.rt_mr3)),
+                    ("mr_config_id".into(), hex::encode(td.mr_config_id)),
+                    ("mr_owner".into(), hex::encode(td.mr_owner)),
+                ],
+                insecure_software: false,
+            }
+        }
+    };
+    claims
+        .details
+        .push(("tcb_status".into(), report.status.clone()));
+    if !report.advisory_ids.is_empty() {
+        claims
+            .details
+            .push(("advisories".into(), report.advisory_ids.join(",")));
+    }
+    Ok(claims)
+}
