@@ -53,7 +53,7 @@ pub enum Kind {
     Tdx,
     /// Intel SGX DCAP quote (v3); needs --collateral.
     Sgx,
-    /// AWS Nitro attestation document (not supported yet).
+    /// AWS Nitro attestation document (COSE_Sign1); the chain is inside it.
     Nitro,
     /// A Ward evidence envelope (CBOR), of any kind.
     Envelope,
@@ -167,7 +167,11 @@ fn verify_cmd(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 ..Collateral::default()
             },
         },
-        Kind::Nitro => bail!("verifying Nitro attestation documents is not supported yet"),
+        Kind::Nitro => Evidence {
+            kind: TeeKind::Nitro,
+            evidence: bytes,
+            collateral: Collateral::default(),
+        },
     };
     let policy = match &args.policy {
         Some(p) => Policy::from_toml(&String::from_utf8(read(p)?).context("policy is not UTF-8")?)
@@ -225,7 +229,36 @@ fn inspect(kind: Kind, file: &PathBuf) -> anyhow::Result<ExitCode> {
                 e.collateral.chain.len()
             );
         }
-        other => bail!("inspecting {other:?} evidence is not supported yet"),
+        Kind::Nitro => {
+            let (_, doc) = verify::nitro::parse(&bytes)?;
+            println!(
+                "module_id: {}\ntimestamp_ms: {}",
+                doc.module_id, doc.timestamp
+            );
+            for (i, v) in &doc.pcrs {
+                println!("pcr{i}: {}", hex(v));
+            }
+            println!(
+                "certificate: {} bytes\ncabundle: {} certificates",
+                doc.certificate.len(),
+                doc.cabundle.len()
+            );
+            for (k, v) in [
+                ("public_key", &doc.public_key),
+                ("user_data", &doc.user_data),
+                ("nonce", &doc.nonce),
+            ] {
+                if let Some(v) = v {
+                    println!("{k}: {}", hex(v));
+                }
+            }
+        }
+        Kind::Tdx | Kind::Sgx => {
+            let quote = dcap_qvl::quote::Quote::parse(&bytes)
+                .map_err(|e| anyhow::anyhow!("malformed quote: {e}"))?;
+            println!("{:#?}", quote.header);
+            println!("{:#?}", quote.report);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -127,7 +127,10 @@ fn bad_inputs_are_one_line_errors() {
         "nitro",
         junk.to_str().unwrap(),
     ]);
-    assert_clean_failure(&o, 125, "not supported yet");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("malformed Nitro attestation document"));
+    let o = ward(&["attest", "inspect", "--kind", "tdx", junk.to_str().unwrap()]);
+    assert_clean_failure(&o, 125, "malformed quote");
     let o = ward(&[
         "attest",
         "verify",

@@ -19,6 +19,8 @@ pub struct VerifiedClaims {
     pub platform_id: Vec<u8>,
     /// Signer / ID key digests, by name.
     pub signers: Vec<(String, Vec<u8>)>,
+    /// Nitro: platform configuration registers, by index.
+    pub pcrs: Vec<(u32, Vec<u8>)>,
     /// Other facts, by name (product, VMPL, guest policy...).
     pub details: Vec<(String, String)>,
     /// True when the evidence has no hardware protection and the policy accepted it.

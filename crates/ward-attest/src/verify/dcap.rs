@@ -162,6 +162,7 @@ pub fn verify(
             platform_id: report.ppid.clone(),
             signers: vec![("mr_signer".into(), r.mr_signer.to_vec())],
             details: vec![("cpu_svn".into(), hex::encode(r.cpu_svn))],
+            pcrs: Vec::new(),
             insecure_software: false,
         },
         other => {
@@ -195,6 +196,7 @@ pub fn verify(
                     ("mr_config_id".into(), hex::encode(td.mr_config_id)),
                     ("mr_owner".into(), hex::encode(td.mr_owner)),
                 ],
+                pcrs: Vec::new(),
                 insecure_software: false,
             }
         }

@@ -1,5 +1,3 @@
-use crate::TeeKind;
-
 /// Why evidence was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
@@ -14,9 +12,6 @@ pub enum VerifyError {
     /// Verification needs something that was not supplied.
     #[error("missing collateral: {0}")]
     MissingCollateral(&'static str),
-    /// This kind of evidence cannot be verified by this build.
-    #[error("verifying {0} evidence is not supported yet")]
-    Unsupported(TeeKind),
     /// A certificate in the chain is not signed by its issuer.
     #[error("certificate chain broken: {issuer} did not sign {subject} ({why})")]
     ChainInvalid {
@@ -138,6 +133,16 @@ pub enum VerifyError {
     AdvisoryNotAllowed {
         /// The advisory id.
         id: String,
+    },
+    /// A PCR differs from the policy's required value.
+    #[error("PCR{index} is {got}, but the policy requires {want}")]
+    PcrMismatch {
+        /// The PCR index.
+        index: u32,
+        /// Its value (hex).
+        got: String,
+        /// The required value (hex).
+        want: String,
     },
     /// The policy file is invalid.
     #[error("invalid policy: {0}")]

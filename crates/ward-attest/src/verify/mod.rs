@@ -7,6 +7,7 @@
 mod claims;
 pub mod dcap;
 mod error;
+pub mod nitro;
 mod policy;
 pub mod snp;
 mod software;
@@ -14,7 +15,7 @@ mod x509;
 
 pub use claims::VerifiedClaims;
 pub use error::VerifyError;
-pub use policy::{DcapPolicy, Hex, Policy, SnpPolicy, SnpTcb, POLICY_TEMPLATE};
+pub use policy::{DcapPolicy, Hex, NitroPolicy, Policy, SnpPolicy, SnpTcb, POLICY_TEMPLATE};
 
 use std::time::SystemTime;
 
@@ -35,8 +36,8 @@ pub fn verify(
             policy,
             now,
         )?,
+        TeeKind::Nitro => nitro::verify(&evidence.evidence, policy, now)?,
         TeeKind::None => software::verify(&evidence.evidence, policy)?,
-        other => return Err(VerifyError::Unsupported(other)),
     };
     check_policy(&claims, policy)?;
     Ok(claims)

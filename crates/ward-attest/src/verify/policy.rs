@@ -40,6 +40,18 @@ pub struct Policy {
     /// Intel TDX and SGX (DCAP) specifics.
     #[serde(default)]
     pub dcap: DcapPolicy,
+    /// AWS Nitro Enclaves specifics.
+    #[serde(default)]
+    pub nitro: NitroPolicy,
+}
+
+/// AWS Nitro Enclaves policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NitroPolicy {
+    /// Required PCR values by index ("0" = "hex..."); unlisted PCRs may be anything.
+    #[serde(default)]
+    pub pcrs: std::collections::BTreeMap<String, Hex>,
 }
 
 /// Intel DCAP (TDX, SGX) policy: which TCB statuses and advisories to accept.
@@ -132,6 +144,10 @@ microcode = 0
 allow_statuses = []
 # Security advisories accepted by id, e.g. "INTEL-SA-00615".
 allow_advisories = []
+
+[nitro.pcrs]
+# AWS Nitro Enclaves: required PCR values by index (hex, 48 bytes each).
+# "0" = "..."
 "#;
 
 impl Policy {

@@ -368,6 +368,7 @@ fn claims(report: &Report, product: Product) -> VerifiedClaims {
             ("guest_svn".into(), r.guest_svn.to_string()),
             ("host_data".into(), hex::encode(r.host_data)),
         ],
+        pcrs: Vec::new(),
         insecure_software: false,
     }
 }
