@@ -74,7 +74,10 @@ fn check_quote_length(q: &[u8]) -> Result<(), VerifyError> {
 /// Parses a quote without verifying it (length check, then dcap-qvl's parser).
 pub fn parse_quote(quote: &[u8]) -> Result<dcap_qvl::quote::Quote, VerifyError> {
     check_quote_length(quote)?;
-    dcap_qvl::quote::Quote::parse(quote).map_err(|e| VerifyError::Malformed { what: "quote", why: error_chain(&e) })
+    dcap_qvl::quote::Quote::parse(quote).map_err(|e| VerifyError::Malformed {
+        what: "quote",
+        why: error_chain(&e),
+    })
 }
 
 /// Verifies a TDX or SGX quote against its collateral, as of `now`.

@@ -144,6 +144,14 @@ pub enum VerifyError {
         /// The required value (hex).
         want: String,
     },
+    /// A certificate revocation list is out of date.
+    #[error("the CRL from {url} expired at {next_update}: revocation status is unknown")]
+    CrlExpired {
+        /// Where the CRL comes from.
+        url: String,
+        /// Its nextUpdate.
+        next_update: String,
+    },
     /// The policy file is invalid.
     #[error("invalid policy: {0}")]
     Policy(String),

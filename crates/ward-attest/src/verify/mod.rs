@@ -6,6 +6,7 @@
 
 mod claims;
 pub mod dcap;
+pub mod enarx;
 mod error;
 pub mod nitro;
 mod policy;
