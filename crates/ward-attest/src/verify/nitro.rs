@@ -10,7 +10,7 @@ use p384::ecdsa::{signature::Verifier, Signature, VerifyingKey};
 use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
 
-use super::{x509, Policy, VerifiedClaims, VerifyError};
+use super::{x509, ChainCache, Policy, VerifiedClaims, VerifyError};
 use crate::TeeKind;
 
 /// The AWS Nitro Enclaves root certificate (G1), as AWS publishes it. Its SHA-256
@@ -182,6 +182,28 @@ pub fn verify(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<VerifiedClaims, VerifyError> {
+    verify_cached(bytes, policy, now, &ChainCache::new())
+}
+
+/// [`verify`], reusing chain checks recorded in `cache`.
+pub fn verify_cached(
+    bytes: &[u8],
+    policy: &Policy,
+    now: SystemTime,
+    cache: &ChainCache,
+) -> Result<VerifiedClaims, VerifyError> {
+    verify_with_root(bytes, AWS_NITRO_ROOT_G1, policy, now, cache)
+}
+
+/// [`verify`] against another root certificate (PEM or DER), for tests that make
+/// their own CA.
+pub fn verify_with_root(
+    bytes: &[u8],
+    root_cert: &[u8],
+    policy: &Policy,
+    now: SystemTime,
+    cache: &ChainCache,
+) -> Result<VerifiedClaims, VerifyError> {
     let (sign1, doc) = parse(bytes)?;
     if sign1.protected.header.alg
         != Some(coset::RegisteredLabelWithPrivate::Assigned(
@@ -191,7 +213,7 @@ pub fn verify(
         return Err(malformed("the COSE algorithm is not ES384"));
     }
     // The chain: built-in root == cabundle[0] → ... → leaf.
-    let root = x509::parse(AWS_NITRO_ROOT_G1, "AWS Nitro root G1")?;
+    let root = x509::parse(root_cert, "AWS Nitro root G1")?;
     let first = Certificate::from_der(&doc.cabundle[0]).map_err(|e| VerifyError::Malformed {
         what: "certificate",
         why: format!("cabundle[0]: {e}"),
@@ -203,6 +225,11 @@ pub fn verify(
         });
     }
     x509::check_dates(&root, "AWS Nitro root G1", now)?;
+    let mut parts: Vec<&[u8]> = vec![root_cert];
+    parts.extend(doc.cabundle.iter().map(|c| c.as_slice()));
+    parts.push(&doc.certificate);
+    let key = ChainCache::key(&parts);
+    let cached = cache.contains(&key);
     let mut issuer = root;
     let mut issuer_name = "AWS Nitro root G1".to_string();
     let chain = doc.cabundle[1..]
@@ -219,11 +246,14 @@ pub fn verify(
             what: "certificate",
             why: format!("{name}: {e}"),
         })?;
-        check_signed_by(&cert, &issuer, &name, &issuer_name)?;
+        if !cached {
+            check_signed_by(&cert, &issuer, &name, &issuer_name)?;
+        }
         x509::check_dates(&cert, &name, now)?;
         issuer = cert;
         issuer_name = name;
     }
+    cache.insert(key);
     // The document signature, by the leaf.
     let leaf_key = key_of(&issuer, "leaf certificate")?;
     sign1

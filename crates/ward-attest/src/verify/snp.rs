@@ -9,7 +9,7 @@ use sev::firmware::guest::AttestationReport;
 use sev::parser::ByteParser;
 use x509_cert::der::{asn1::ObjectIdentifier, Decode};
 
-use super::{x509, Policy, VerifiedClaims, VerifyError};
+use super::{x509, ChainCache, Policy, VerifiedClaims, VerifyError};
 use crate::{Collateral, TeeKind};
 
 /// Size of an SNP attestation report (versions 2 through 5).
@@ -147,6 +147,7 @@ fn verify_chain(
     intermediate: Option<&[u8]>,
     policy: &Policy,
     now: SystemTime,
+    cache: &ChainCache,
 ) -> Result<Product, VerifyError> {
     let vek = sev_cert(vek_der, "VCEK/VLEK")?;
     let candidates: Vec<Product> = match &policy.snp.product {
@@ -166,16 +167,20 @@ fn verify_chain(
         } else {
             format!("ASK ({})", product.name())
         };
-        // Which certificate the VEK chains through decides the product.
-        match signs(&ask, &vek, &ask_name, "VCEK/VLEK") {
-            Ok(()) => {}
-            Err(e) => {
-                last_err = Some(e);
-                continue;
+        let key = ChainCache::key(&[product.name().as_bytes(), ask_bytes, vek_der]);
+        if !cache.contains(&key) {
+            // Which certificate the VEK chains through decides the product.
+            match signs(&ask, &vek, &ask_name, "VCEK/VLEK") {
+                Ok(()) => {}
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
             }
+            signs(&ark, &ark, &ark_name, &ark_name)?;
+            signs(&ark, &ask, &ark_name, &ask_name)?;
+            cache.insert(key);
         }
-        signs(&ark, &ark, &ark_name, &ark_name)?;
-        signs(&ark, &ask, &ark_name, &ask_name)?;
         for (bytes, which) in [
             (ark_pem, ark_name.as_str()),
             (ask_bytes, ask_name.as_str()),
@@ -281,6 +286,17 @@ pub fn verify(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<VerifiedClaims, VerifyError> {
+    verify_cached(bytes, collateral, policy, now, &ChainCache::new())
+}
+
+/// [`verify`], reusing chain checks recorded in `cache`.
+pub fn verify_cached(
+    bytes: &[u8],
+    collateral: &Collateral,
+    policy: &Policy,
+    now: SystemTime,
+    cache: &ChainCache,
+) -> Result<VerifiedClaims, VerifyError> {
     let report = Report::parse(bytes)?;
     if collateral.vek.is_empty() {
         return Err(VerifyError::MissingCollateral(
@@ -288,7 +304,7 @@ pub fn verify(
         ));
     }
     let intermediate = collateral.chain.first().map(|c| c.as_slice());
-    let product = verify_chain(&collateral.vek, intermediate, policy, now)?;
+    let product = verify_chain(&collateral.vek, intermediate, policy, now, cache)?;
     check_vek_binding(&collateral.vek, &report.parsed)?;
 
     let key = x509::parse(&collateral.vek, "VCEK/VLEK")?;
