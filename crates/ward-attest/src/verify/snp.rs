@@ -56,7 +56,8 @@ impl Product {
         }
     }
 
-    fn parse(name: &str) -> Option<Product> {
+    /// The product named `name` ("milan", "genoa" or "turin").
+    pub fn parse(name: &str) -> Option<Product> {
         Product::ALL.into_iter().find(|p| p.name() == name)
     }
 }
@@ -201,6 +202,21 @@ fn verify_chain(
                 .join(", "),
         }),
     }
+}
+
+/// Checks that an intermediate (an ASK, or the ASVK that signs VLEKs) is signed by
+/// `product`'s built-in ARK and valid at `now`.
+pub fn check_intermediate(
+    product: Product,
+    intermediate: &[u8],
+    now: SystemTime,
+) -> Result<(), VerifyError> {
+    let (ark_pem, _) = product.roots();
+    let ark = sev_cert(ark_pem, "ARK")?;
+    let inter = sev_cert(intermediate, "ASK/ASVK")?;
+    let ark_name = format!("ARK ({})", product.name());
+    signs(&ark, &inter, &ark_name, "ASK/ASVK")?;
+    x509::check_dates(&x509::parse(intermediate, "ASK/ASVK")?, "ASK/ASVK", now)
 }
 
 fn ext_u8(
