@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod evidence;
+pub mod ratls;
 #[cfg(feature = "verify")]
 pub mod verify;
 
