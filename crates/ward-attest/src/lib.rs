@@ -17,3 +17,6 @@ pub mod ratls;
 pub mod verify;
 
 pub use evidence::{report_data_for, Collateral, Evidence, EvidenceError, SoftwareReport, TeeKind};
+#[cfg(feature = "verify")]
+pub use ratls::check::evidence_from_cert_der;
+pub use ratls::EVIDENCE_EXTENSION_OID;

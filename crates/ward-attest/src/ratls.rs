@@ -7,10 +7,13 @@
 
 use crate::{report_data_for, Evidence};
 
-/// OID of the evidence extension (under the arc Ward uses for its own objects).
+/// OID of the evidence extension, as arcs (see `docs/ra-tls.md` for the arc).
 pub const EVIDENCE_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 59_999, 77, 1];
 
-/// Dotted form of [`EVIDENCE_OID`].
+/// Dotted form of the evidence extension's OID ([`EVIDENCE_OID`]).
+pub const EVIDENCE_EXTENSION_OID: &str = "1.3.6.1.4.1.59999.77.1";
+
+/// Dotted form of [`EVIDENCE_OID`], computed (equal to [`EVIDENCE_EXTENSION_OID`]).
 pub fn evidence_oid_string() -> String {
     EVIDENCE_OID
         .iter()
@@ -100,29 +103,62 @@ pub mod check {
     use super::*;
     use crate::verify::{verify_with_cache, ChainCache, Policy, VerifiedClaims, VerifyError};
 
-    /// The evidence in a certificate, and the certificate's SPKI (DER).
-    pub fn evidence_from_cert(cert_der: &[u8]) -> Result<(Evidence, Vec<u8>), VerifyError> {
-        let bad = |why: String| VerifyError::Malformed {
+    fn bad(why: String) -> VerifyError {
+        VerifyError::Malformed {
             what: "RA-TLS certificate",
             why,
-        };
+        }
+    }
+
+    /// Parses a certificate (DER) and returns its evidence and its SPKI (DER), or
+    /// `None` for the evidence when the certificate has no evidence extension.
+    fn parse_cert(cert_der: &[u8]) -> Result<(Option<Evidence>, Vec<u8>), VerifyError> {
+        if cert_der.len() > crate::evidence::MAX_ENVELOPE_LEN + (64 << 10) {
+            return Err(bad(format!("{} bytes is too large", cert_der.len())));
+        }
         let cert = x509_cert::Certificate::from_der(cert_der).map_err(|e| bad(e.to_string()))?;
-        let oid = ObjectIdentifier::new(&evidence_oid_string()).map_err(|e| bad(e.to_string()))?;
-        let ext = cert
+        let oid = ObjectIdentifier::new(EVIDENCE_EXTENSION_OID).map_err(|e| bad(e.to_string()))?;
+        let mut found = cert
             .tbs_certificate
             .extensions
             .as_ref()
-            .and_then(|exts| exts.iter().find(|e| e.extn_id == oid))
-            .ok_or_else(|| bad(format!("no evidence extension ({oid})")))?;
-        let inner = x509_cert::der::asn1::OctetString::from_der(ext.extn_value.as_bytes())
-            .map_err(|e| bad(format!("evidence extension: {e}")))?;
-        let evidence = Evidence::from_cbor(inner.as_bytes()).map_err(|e| bad(e.to_string()))?;
+            .into_iter()
+            .flatten()
+            .filter(|e| e.extn_id == oid);
+        let evidence = match (found.next(), found.next()) {
+            (None, _) => None,
+            (Some(_), Some(_)) => return Err(bad(format!("more than one {oid} extension"))),
+            (Some(ext), None) => {
+                let inner = x509_cert::der::asn1::OctetString::from_der(ext.extn_value.as_bytes())
+                    .map_err(|e| bad(format!("evidence extension: {e}")))?;
+                Some(Evidence::from_cbor(inner.as_bytes()).map_err(|e| bad(e.to_string()))?)
+            }
+        };
         let spki = cert
             .tbs_certificate
             .subject_public_key_info
             .to_der()
             .map_err(|e| bad(e.to_string()))?;
         Ok((evidence, spki))
+    }
+
+    /// The evidence carried in a certificate (DER): `Ok(None)` if the certificate
+    /// has no evidence extension ([`EVIDENCE_EXTENSION_OID`]), an error if the
+    /// certificate or the envelope in it is malformed (or the extension repeats).
+    /// Nothing is verified: pass the result to [`crate::verify::verify`].
+    pub fn evidence_from_cert_der(cert_der: &[u8]) -> Result<Option<Evidence>, VerifyError> {
+        parse_cert(cert_der).map(|(e, _)| e)
+    }
+
+    /// The evidence in a certificate, and the certificate's SPKI (DER). Unlike
+    /// [`evidence_from_cert_der`], a certificate without evidence is an error.
+    pub fn evidence_from_cert(cert_der: &[u8]) -> Result<(Evidence, Vec<u8>), VerifyError> {
+        match parse_cert(cert_der)? {
+            (Some(e), spki) => Ok((e, spki)),
+            (None, _) => Err(bad(format!(
+                "no evidence extension ({EVIDENCE_EXTENSION_OID})"
+            ))),
+        }
     }
 
     /// Verifies an RA-TLS certificate: its evidence against `policy` at `now`, and

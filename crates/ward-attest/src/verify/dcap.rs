@@ -12,8 +12,9 @@ use crate::{Collateral, TeeKind};
 
 /// Largest quote accepted.
 const MAX_QUOTE_LEN: usize = 64 << 10;
-/// TD attribute bit 0: the TD is debuggable.
-const TD_ATTR_DEBUG: u8 = 1;
+/// TD attributes bits 7:0 (TUD, "TD under debug": debug and profiling): any set bit
+/// means the TD is not protected from the host.
+const TD_ATTR_TUD: u8 = 0xff;
 /// SGX attributes flag bit 1: the enclave is debuggable.
 const SGX_ATTR_DEBUG: u8 = 1 << 1;
 
@@ -71,6 +72,73 @@ fn check_quote_length(q: &[u8]) -> Result<(), VerifyError> {
     Ok(())
 }
 
+/// Maps a dcap-qvl failure (an error chain, as text) to a precise reason.
+fn classify(msg: &str) -> VerifyError {
+    let has = |needle: &str| msg.contains(needle);
+    if has("expired")
+        || has("Expired")
+        || has("in the future")
+        || has("not yet valid")
+        || has("NotValidYet")
+    {
+        VerifyError::CollateralExpired(msg.to_string())
+    } else if has("ISV enclave report signature is invalid") {
+        VerifyError::SignatureInvalid {
+            signer: "quoting enclave's attestation key",
+            what: "quote",
+        }
+    } else if has("Signature is invalid for qe_report") || has("QE report hash mismatch") {
+        VerifyError::SignatureInvalid {
+            signer: "PCK certificate",
+            what: "quoting enclave report",
+        }
+    } else if has("Signature is invalid for tcb_info") {
+        VerifyError::CollateralSignatureInvalid { what: "TCB info" }
+    } else if has("Signature is invalid for qe_identity") {
+        VerifyError::CollateralSignatureInvalid {
+            what: "QE identity",
+        }
+    } else if has("certificate chain") || has("Failed to decode certificate") {
+        VerifyError::ChainInvalid {
+            issuer: "Intel SGX root CA".into(),
+            subject: "the PCK or TCB signing certificate".into(),
+            why: msg.to_string(),
+        }
+    } else if has("No matching TCB level") {
+        VerifyError::TcbLevelNotFound(msg.to_string())
+    } else if has("Revoked") {
+        VerifyError::TcbStatusNotAllowed {
+            status: "Revoked".into(),
+        }
+    } else {
+        VerifyError::QuoteInvalid(msg.to_string())
+    }
+}
+
+/// The policy's judgement of a DCAP TCB status and its advisories: only `UpToDate`
+/// passes by default; other statuses and every advisory must be allowed by name.
+/// `Revoked` is never accepted.
+pub fn check_tcb_status(
+    status: &str,
+    advisories: &[String],
+    policy: &Policy,
+) -> Result<(), VerifyError> {
+    if status == "Revoked"
+        || (status != "UpToDate" && !policy.dcap.allow_statuses.iter().any(|s| s == status))
+    {
+        return Err(VerifyError::TcbStatusNotAllowed {
+            status: status.to_string(),
+        });
+    }
+    if let Some(id) = advisories
+        .iter()
+        .find(|id| !policy.dcap.allow_advisories.contains(id))
+    {
+        return Err(VerifyError::AdvisoryNotAllowed { id: id.clone() });
+    }
+    Ok(())
+}
+
 /// Parses a quote without verifying it (length check, then dcap-qvl's parser).
 pub fn parse_quote(quote: &[u8]) -> Result<dcap_qvl::quote::Quote, VerifyError> {
     check_quote_length(quote)?;
@@ -111,18 +179,13 @@ pub fn verify(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let report = dcap_qvl::verify::verify(quote, &coll, now_secs).map_err(|e| {
-        let msg = error_chain(&e);
-        if msg.contains("expired")
-            || msg.contains("in the future")
-            || msg.contains("not yet valid")
-            || msg.contains("Expired")
-        {
-            VerifyError::CollateralExpired(msg)
-        } else {
-            VerifyError::QuoteInvalid(msg)
-        }
-    })?;
+    // Debug is the policy's call (`allow_debug`), reported as `DebugNotAllowed` by
+    // the common check; dcap-qvl checks it last, after every signature, so letting
+    // it through here skips nothing else.
+    let report = dcap_qvl::verify::QuoteVerifier::new_prod()
+        .allow_debug(true)
+        .verify(quote, &coll, now_secs)
+        .map_err(|e| classify(&error_chain(&e)))?;
 
     let is_sgx = report.report.is_sgx();
     match (kind, is_sgx) {
@@ -140,24 +203,7 @@ pub fn verify(
         }
         _ => {}
     }
-    if report.status != "UpToDate"
-        && !policy
-            .dcap
-            .allow_statuses
-            .iter()
-            .any(|s| s == &report.status)
-    {
-        return Err(VerifyError::TcbStatusNotAllowed {
-            status: report.status.clone(),
-        });
-    }
-    if let Some(id) = report
-        .advisory_ids
-        .iter()
-        .find(|id| !policy.dcap.allow_advisories.contains(id))
-    {
-        return Err(VerifyError::AdvisoryNotAllowed { id: id.clone() });
-    }
+    check_tcb_status(&report.status, &report.advisory_ids, policy)?;
     let mut claims = match &report.report {
         Report::SgxEnclave(r) => VerifiedClaims {
             kind: TeeKind::Sgx,
@@ -179,7 +225,12 @@ pub fn verify(
                 Report::TD10(t) => t,
                 Report::TD15(t) => &t.base,
                 Report::TD15Ex(t) => &t.base.base,
-                Report::SgxEnclave(_) => unreachable!("handled above"),
+                Report::SgxEnclave(_) => {
+                    return Err(VerifyError::Malformed {
+                        what: "quote",
+                        why: "SGX report in a TDX quote".into(),
+                    })
+                }
             };
             VerifiedClaims {
                 kind: TeeKind::Tdx,
@@ -191,7 +242,8 @@ pub fn verify(
                     .enumerate()
                     .map(|(i, v)| (format!("tee_tcb_svn[{i}]"), *v as u64))
                     .collect(),
-                debug: td.td_attributes[0] & TD_ATTR_DEBUG != 0,
+                // Any TUD bit (debug, profiling) means the host can look inside.
+                debug: td.td_attributes[0] & TD_ATTR_TUD != 0,
                 platform_id: report.ppid.clone(),
                 signers: vec![
                     ("mr_seam".into(), td.mr_seam.to_vec()),
@@ -219,4 +271,118 @@ pub fn verify(
             .push(("advisories".into(), report.advisory_ids.join(",")));
     }
     Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(toml: &str) -> Policy {
+        Policy::from_toml(toml).unwrap()
+    }
+
+    #[test]
+    fn only_up_to_date_by_default() {
+        let p = Policy::default();
+        check_tcb_status("UpToDate", &[], &p).unwrap();
+        for s in [
+            "OutOfDate",
+            "SWHardeningNeeded",
+            "ConfigurationNeeded",
+            "ConfigurationAndSWHardeningNeeded",
+            "OutOfDateConfigurationNeeded",
+        ] {
+            assert_eq!(
+                check_tcb_status(s, &[], &p),
+                Err(VerifyError::TcbStatusNotAllowed { status: s.into() })
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_and_advisories_allowed_by_name_only() {
+        let p = policy("[dcap]\nallow_statuses = [\"SWHardeningNeeded\"]\nallow_advisories = [\"INTEL-SA-00615\"]");
+        check_tcb_status("SWHardeningNeeded", &["INTEL-SA-00615".into()], &p).unwrap();
+        assert_eq!(
+            check_tcb_status("OutOfDate", &[], &p),
+            Err(VerifyError::TcbStatusNotAllowed {
+                status: "OutOfDate".into()
+            })
+        );
+        assert_eq!(
+            check_tcb_status(
+                "SWHardeningNeeded",
+                &["INTEL-SA-00615".into(), "INTEL-SA-00289".into()],
+                &p
+            ),
+            Err(VerifyError::AdvisoryNotAllowed {
+                id: "INTEL-SA-00289".into()
+            })
+        );
+        // Advisories matter even on an UpToDate platform.
+        assert!(check_tcb_status("UpToDate", &["INTEL-SA-00001".into()], &p).is_err());
+    }
+
+    #[test]
+    fn revoked_is_never_accepted() {
+        let p = policy("[dcap]\nallow_statuses = [\"Revoked\"]");
+        assert!(check_tcb_status("Revoked", &[], &p).is_err());
+    }
+
+    #[test]
+    fn dcap_failures_are_classified() {
+        assert!(matches!(
+            classify("TCBInfo expired"),
+            VerifyError::CollateralExpired(_)
+        ));
+        assert!(matches!(
+            classify("ISV enclave report signature is invalid"),
+            VerifyError::SignatureInvalid { .. }
+        ));
+        assert!(matches!(
+            classify("Signature is invalid for tcb_info in quote_collateral"),
+            VerifyError::CollateralSignatureInvalid { what: "TCB info" }
+        ));
+        assert!(matches!(
+            classify("Failed to verify certificate chain: UnknownIssuer"),
+            VerifyError::ChainInvalid { .. }
+        ));
+        assert!(matches!(
+            classify("No matching TCB level found"),
+            VerifyError::TcbLevelNotFound(_)
+        ));
+        assert!(matches!(
+            classify("Fmspc mismatch"),
+            VerifyError::QuoteInvalid(_)
+        ));
+    }
+
+    #[test]
+    fn quote_length_fields_are_enforced() {
+        // v4 TDX header claiming a signature longer than the data.
+        let mut q = vec![0u8; 48 + 584 + 4];
+        q[0] = 4;
+        q[4] = 0x81;
+        q[48 + 584..].copy_from_slice(&100u32.to_le_bytes());
+        assert!(matches!(
+            check_quote_length(&q),
+            Err(VerifyError::Malformed { .. })
+        ));
+        // Non-zero bytes after the quote.
+        let mut q = vec![0u8; 48 + 584 + 4 + 2];
+        q[0] = 4;
+        q[4] = 0x81;
+        *q.last_mut().unwrap() = 1;
+        assert!(matches!(
+            check_quote_length(&q),
+            Err(VerifyError::Malformed { .. })
+        ));
+        q.pop();
+        q.push(0);
+        check_quote_length(&q).unwrap();
+        // Unknown version.
+        let mut q = vec![0u8; 700];
+        q[0] = 9;
+        assert!(check_quote_length(&q).is_err());
+    }
 }

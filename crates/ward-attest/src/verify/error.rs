@@ -120,6 +120,15 @@ pub enum VerifyError {
     /// The DCAP collateral is outside its validity window at `now`.
     #[error("collateral not valid at the verification time: {0}")]
     CollateralExpired(String),
+    /// A signature over DCAP collateral (TCB info, QE identity) does not verify.
+    #[error("collateral signature invalid: the {what} is not signed by Intel's TCB signing key")]
+    CollateralSignatureInvalid {
+        /// Which collateral.
+        what: &'static str,
+    },
+    /// The platform's TCB (SVNs) is not covered by any level of the TCB info.
+    #[error("the platform's TCB matches no level in Intel's TCB info (older than every known level): {0}")]
+    TcbLevelNotFound(String),
     /// The platform's TCB status is not accepted by the policy.
     #[error("TCB status {status} is not accepted (only UpToDate by default; allow it by name in [dcap] allow_statuses)")]
     TcbStatusNotAllowed {
