@@ -16,6 +16,8 @@ use crate::{Collateral, TeeKind};
 pub const REPORT_LEN: usize = 0x4A0;
 /// The signed part of the report.
 const SIGNED_LEN: usize = 0x2A0;
+/// SIGNATURE_ALGO value for ECDSA P-384 with SHA-384.
+const SIG_ALGO_ECDSA_P384_SHA384: u32 = 1;
 /// Guest policy bit: debugging allowed.
 const POLICY_DEBUG: u64 = 1 << 19;
 
@@ -62,6 +64,30 @@ impl Product {
     }
 }
 
+/// One AMD product's trust anchors: its root (ARK) and the intermediate (ASK) that
+/// signs VCEKs. The built-in ones are [`Product::trust_anchors`]; tests pass their own.
+#[derive(Debug, Clone, Copy)]
+pub struct TrustAnchors<'a> {
+    /// Product name, e.g. "milan" (used in messages, claims and `snp.product`).
+    pub product: &'a str,
+    /// The ARK (self-signed, RSA-PSS SHA-384), PEM or DER.
+    pub ark: &'a [u8],
+    /// The ASK, signed by the ARK, PEM or DER.
+    pub ask: &'a [u8],
+}
+
+impl Product {
+    /// The built-in AMD roots of this product (from the `sev` crate).
+    pub fn trust_anchors(self) -> TrustAnchors<'static> {
+        let (ark, ask) = self.roots();
+        TrustAnchors {
+            product: self.name(),
+            ark,
+            ask,
+        }
+    }
+}
+
 /// A parsed report with the raw bytes it came from.
 pub struct Report {
     /// The parsed fields.
@@ -98,6 +124,11 @@ impl Report {
     /// The raw guest policy.
     pub fn guest_policy(&self) -> u64 {
         u64::from_le_bytes(self.raw[0x08..0x10].try_into().unwrap_or([0; 8]))
+    }
+
+    /// The raw KEY_INFO word (bits 4:2: which key signed the report).
+    fn key_info(&self) -> u32 {
+        u32::from_le_bytes(self.raw[0x48..0x4C].try_into().unwrap_or([0; 4]))
     }
 
     /// The ECDSA P-384 signature (stored little-endian, zero-padded to 72 bytes).
@@ -142,33 +173,39 @@ fn signs(
         })
 }
 
-/// Verifies the chain from a built-in ARK to the endorsement key; returns the product.
-fn verify_chain(
+/// Verifies the chain from one of `anchors` to the endorsement key; returns the
+/// product name of the anchor that vouches for it.
+fn verify_chain<'a>(
     vek_der: &[u8],
     intermediate: Option<&[u8]>,
+    anchors: &[TrustAnchors<'a>],
     policy: &Policy,
     now: SystemTime,
     cache: &ChainCache,
-) -> Result<Product, VerifyError> {
+) -> Result<&'a str, VerifyError> {
     let vek = sev_cert(vek_der, "VCEK/VLEK")?;
-    let candidates: Vec<Product> = match &policy.snp.product {
-        Some(name) => vec![Product::parse(name)
-            .ok_or_else(|| VerifyError::Policy(format!("unknown product {name}")))?],
-        None => Product::ALL.to_vec(),
+    let candidates: Vec<&TrustAnchors<'a>> = match &policy.snp.product {
+        Some(name) => anchors.iter().filter(|a| a.product == name).collect(),
+        None => anchors.iter().collect(),
     };
+    if candidates.is_empty() {
+        return Err(VerifyError::Policy(format!(
+            "no AMD roots for snp.product {:?}",
+            policy.snp.product.as_deref().unwrap_or("")
+        )));
+    }
     let mut last_err = None;
-    for product in &candidates {
-        let (ark_pem, ask_pem) = product.roots();
-        let ark = sev_cert(ark_pem, "ARK")?;
-        let ask_bytes = intermediate.unwrap_or(ask_pem);
+    for anchor in &candidates {
+        let ark = sev_cert(anchor.ark, "ARK")?;
+        let ask_bytes = intermediate.unwrap_or(anchor.ask);
         let ask = sev_cert(ask_bytes, "ASK")?;
-        let ark_name = format!("ARK ({})", product.name());
+        let ark_name = format!("ARK ({})", anchor.product);
         let ask_name = if intermediate.is_some() {
             "ASK/ASVK (from collateral)".to_string()
         } else {
-            format!("ASK ({})", product.name())
+            format!("ASK ({})", anchor.product)
         };
-        let key = ChainCache::key(&[product.name().as_bytes(), ask_bytes, vek_der]);
+        let key = ChainCache::key(&[anchor.ark, ask_bytes, vek_der]);
         if !cache.contains(&key) {
             // Which certificate the VEK chains through decides the product.
             match signs(&ask, &vek, &ask_name, "VCEK/VLEK") {
@@ -183,13 +220,13 @@ fn verify_chain(
             cache.insert(key);
         }
         for (bytes, which) in [
-            (ark_pem, ark_name.as_str()),
+            (anchor.ark, ark_name.as_str()),
             (ask_bytes, ask_name.as_str()),
             (vek_der, "VCEK/VLEK"),
         ] {
             x509::check_dates(&x509::parse(bytes, which)?, which, now)?;
         }
-        return Ok(*product);
+        return Ok(anchor.product);
     }
     match (candidates.len(), last_err) {
         (1, Some(e)) => Err(e),
@@ -197,7 +234,7 @@ fn verify_chain(
             subject: "VCEK/VLEK".into(),
             tried: candidates
                 .iter()
-                .map(|p| p.name())
+                .map(|a| a.product)
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
@@ -313,14 +350,37 @@ pub fn verify_cached(
     now: SystemTime,
     cache: &ChainCache,
 ) -> Result<VerifiedClaims, VerifyError> {
+    let builtin = Product::ALL.map(Product::trust_anchors);
+    verify_with_anchors(bytes, collateral, &builtin, policy, now, cache)
+}
+
+/// [`verify`] against the given trust anchors instead of the built-in AMD roots
+/// (for tests that make their own ARK, ASK and VCEK).
+pub fn verify_with_anchors(
+    bytes: &[u8],
+    collateral: &Collateral,
+    anchors: &[TrustAnchors<'_>],
+    policy: &Policy,
+    now: SystemTime,
+    cache: &ChainCache,
+) -> Result<VerifiedClaims, VerifyError> {
     let report = Report::parse(bytes)?;
     if collateral.vek.is_empty() {
         return Err(VerifyError::MissingCollateral(
             "the VCEK/VLEK certificate (--vcek)",
         ));
     }
+    if collateral.chain.len() > 1 {
+        return Err(VerifyError::Malformed {
+            what: "SNP collateral",
+            why: format!(
+                "{} intermediate certificates; at most one (an ASK or ASVK) is used",
+                collateral.chain.len()
+            ),
+        });
+    }
     let intermediate = collateral.chain.first().map(|c| c.as_slice());
-    let product = verify_chain(&collateral.vek, intermediate, policy, now, cache)?;
+    let product = verify_chain(&collateral.vek, intermediate, anchors, policy, now, cache)?;
     check_vek_binding(&collateral.vek, &report.parsed)?;
 
     let key = x509::parse(&collateral.vek, "VCEK/VLEK")?;
@@ -334,17 +394,36 @@ pub fn verify_cached(
             what: "VCEK public key",
             why: e.to_string(),
         })?;
-    verify_signed_report(&report, &vk, policy, product)
+    verify_report_signature(&report, &vk, policy, product)
 }
 
-/// The checks after the chain: the report signature under `vk`, then the policy.
-/// Separate so that tests can sign synthetic reports with their own key.
+/// The checks after the chain, for a report signed by `product`'s VCEK/VLEK `vk`:
+/// the report signature, then the SNP policy (guest policy mask, minimum TCB).
+/// Public so that tests can sign synthetic reports with their own key.
 pub fn verify_signed_report(
     report: &Report,
     vk: &p384::ecdsa::VerifyingKey,
     policy: &Policy,
     product: Product,
 ) -> Result<VerifiedClaims, VerifyError> {
+    verify_report_signature(report, vk, policy, product.name())
+}
+
+fn verify_report_signature(
+    report: &Report,
+    vk: &p384::ecdsa::VerifyingKey,
+    policy: &Policy,
+    product: &str,
+) -> Result<VerifiedClaims, VerifyError> {
+    if report.parsed.sig_algo != SIG_ALGO_ECDSA_P384_SHA384 {
+        return Err(VerifyError::Malformed {
+            what: "SNP report",
+            why: format!(
+                "signature algorithm {} is not ECDSA P-384 with SHA-384 (1)",
+                report.parsed.sig_algo
+            ),
+        });
+    }
     let sig = report.signature()?;
     vk.verify(&report.raw[..SIGNED_LEN], &sig)
         .map_err(|_| VerifyError::SignatureInvalid {
@@ -366,7 +445,16 @@ pub fn verify_signed_report(
     Ok(claims(report, product))
 }
 
-fn claims(report: &Report, product: Product) -> VerifiedClaims {
+fn signing_key(key_info: u32) -> &'static str {
+    match (key_info >> 2) & 0b111 {
+        0 => "vcek",
+        1 => "vlek",
+        7 => "none",
+        _ => "reserved",
+    }
+}
+
+fn claims(report: &Report, product: &str) -> VerifiedClaims {
     let r = &report.parsed;
     let t = &r.reported_tcb;
     let mut tcb = vec![
@@ -390,7 +478,8 @@ fn claims(report: &Report, product: Product) -> VerifiedClaims {
             ("author_key_digest".into(), r.author_key_digest.to_vec()),
         ],
         details: vec![
-            ("product".into(), product.name().into()),
+            ("product".into(), product.into()),
+            ("signing_key".into(), signing_key(report.key_info()).into()),
             ("report_version".into(), r.version.to_string()),
             ("vmpl".into(), r.vmpl.to_string()),
             (
