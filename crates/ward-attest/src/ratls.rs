@@ -5,7 +5,9 @@
 //! whose value is the DER OCTET STRING of the CBOR [`Evidence`] envelope. See
 //! `docs/ra-tls.md`.
 
-use crate::{report_data_for, Evidence};
+use crate::report_data_for;
+#[cfg(any(feature = "verify", feature = "ratls-issue"))]
+use crate::Evidence;
 
 /// OID of the evidence extension, as arcs (see `docs/ra-tls.md` for the arc).
 pub const EVIDENCE_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 59_999, 77, 1];
@@ -23,6 +25,7 @@ pub fn evidence_oid_string() -> String {
 }
 
 /// DER OCTET STRING around `content`.
+#[cfg(feature = "ratls-issue")]
 fn octet_string(content: &[u8]) -> Vec<u8> {
     let mut out = vec![0x04];
     let len = content.len();

@@ -152,14 +152,21 @@ fn tcb_window(e: &Evidence) -> (u64, u64) {
 #[test]
 fn a_day_outside_the_collateral_window_is_a_time_error() {
     let Some(dir) = vectors() else { return };
-    let e = evidence(&dir, TeeKind::Tdx, "tdx", "tdx_quote");
-    let (issued, next) = tcb_window(&e);
-    for t in [issued - 86_400, next + 86_400] {
-        let err = verify(&e, &Policy::default(), at(t)).unwrap_err();
-        assert!(
-            matches!(err, VerifyError::CollateralExpired(_)),
-            "at {t}: expected a time error, got {err}"
-        );
+    for (kind, sub, name) in [
+        (TeeKind::Tdx, "tdx", "tdx_quote"),
+        (TeeKind::Tdx, "tdx", "tdx_quote_td15ex"),
+        (TeeKind::Tdx, "tdx", "tdx_quote_outdated"),
+        (TeeKind::Sgx, "sgx", "sgx_quote"),
+    ] {
+        let e = evidence(&dir, kind, sub, name);
+        let (issued, next) = tcb_window(&e);
+        for t in [issued - 86_400, next + 86_400] {
+            let err = verify(&e, &Policy::default(), at(t)).unwrap_err();
+            assert!(
+                matches!(err, VerifyError::CollateralExpired(_)),
+                "{name} at {t}: expected a time error, got {err}"
+            );
+        }
     }
 }
 

@@ -107,6 +107,30 @@ fn flipped_bytes_name_the_right_reason() {
         "{}",
         flip_at(at)
     );
+    // The report data (user_data, or else the public key), inside the signed payload.
+    let rd = parsed
+        .user_data
+        .as_ref()
+        .or(parsed.public_key.as_ref())
+        .or(parsed.nonce.as_ref())
+        .expect("the vector carries user_data, public_key or nonce");
+    let at = find(&d, rd) + rd.len() / 2;
+    assert!(
+        matches!(flip_at(at), VerifyError::SignatureInvalid { .. }),
+        "{}",
+        flip_at(at)
+    );
+    // The leaf certificate (its signature, near its end): the chain breaks.
+    let leaf = &parsed.certificate;
+    let at = find(&d, leaf) + leaf.len() - 8;
+    assert!(
+        matches!(
+            flip_at(at),
+            VerifyError::ChainInvalid { .. } | VerifyError::Malformed { .. }
+        ),
+        "{}",
+        flip_at(at)
+    );
     // A certificate of the chain (its signature, near its end).
     let inter = &parsed.cabundle[1];
     let at = find(&d, inter) + inter.len() - 8;

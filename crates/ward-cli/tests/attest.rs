@@ -142,3 +142,127 @@ fn bad_inputs_are_one_line_errors() {
     ]);
     assert_clean_failure(&o, 125, "cannot parse time");
 }
+
+fn vectors() -> Option<PathBuf> {
+    let dir = root().join("../shared/vectors");
+    if dir.join("tdx").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: {} not found", dir.display());
+        None
+    }
+}
+
+fn path(dir: &std::path::Path, p: &str) -> String {
+    dir.join(p).to_str().unwrap().to_string()
+}
+
+#[test]
+fn tdx_sgx_and_nitro_vectors_through_the_cli() {
+    let Some(v) = vectors() else { return };
+    let quote = path(&v, "tdx/dcap-qvl/tdx_quote");
+    let coll = path(&v, "tdx/dcap-qvl/tdx_quote_collateral.json");
+    let o = ward(&[
+        "attest",
+        "verify",
+        "--kind",
+        "tdx",
+        &quote,
+        "--collateral",
+        &coll,
+        "--at",
+        "1751328000",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Default policy: the SGX platform's status needs explicit consent.
+    let quote = path(&v, "sgx/dcap-qvl/sgx_quote");
+    let coll = path(&v, "sgx/dcap-qvl/sgx_quote_collateral.json");
+    let o = ward(&[
+        "attest",
+        "verify",
+        "--kind",
+        "sgx",
+        &quote,
+        "--collateral",
+        &coll,
+        "--at",
+        "1751328000",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ConfigurationAndSWHardeningNeeded"));
+    let doc = path(&v, "nitro/eu-central-1/attestation.cose");
+    let o = ward(&[
+        "attest",
+        "verify",
+        "--kind",
+        "nitro",
+        &doc,
+        "--at",
+        "1736179625",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("pcr0: "), "{out}");
+    let o = ward(&[
+        "attest",
+        "verify",
+        "--kind",
+        "nitro",
+        &doc,
+        "--at",
+        "2025-01-07T16:07:05Z",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("expired"));
+}
+
+#[test]
+fn enarx_csr_verifies_with_its_key_binding() {
+    let Some(v) = vectors() else { return };
+    let csr = path(&v, "enarx-steward/snp-milan.csr");
+    let o = ward(&[
+        "attest",
+        "verify",
+        "--kind",
+        "csr",
+        &csr,
+        "--at",
+        "2025-01-01T00:00:00Z",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("key binding"), "{out}");
+    assert!(stderr(&o).contains("CRL"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_guesses_the_kind() {
+    let Some(v) = vectors() else { return };
+    for (file, kind) in [
+        ("snp/milan-virtee/report.bin", "# snp"),
+        ("tdx/dcap-qvl/tdx_quote", "# tdx"),
+        ("sgx/dcap-qvl/sgx_quote", "# sgx"),
+        ("nitro/eu-central-1/attestation.cose", "# nitro"),
+        ("enarx-steward/snp-milan.csr", "# csr"),
+    ] {
+        let o = ward(&["attest", "inspect", &path(&v, file)]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{file}: {}", stderr(&o));
+        assert!(out.starts_with(kind), "{file}: {out}");
+    }
+}
+
+#[test]
+fn software_envelope_needs_insecure() {
+    let env = ward_attest::Evidence::software(vec![7; 48], [1; 64]).to_cbor();
+    let (_d, f) = temp_file("ev.cbor", &env);
+    let f = f.to_str().unwrap();
+    let o = ward(&["attest", "verify", "--kind", "envelope", f]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no hardware protection"));
+    let o = ward(&["attest", "verify", "--kind", "envelope", f, "--insecure"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("protection: NONE"), "{out}");
+    assert!(stderr(&o).contains("WARNING"), "{}", stderr(&o));
+}

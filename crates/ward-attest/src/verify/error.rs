@@ -51,7 +51,7 @@ pub enum VerifyError {
         now: String,
     },
     /// The report's signature does not verify with the endorsement key.
-    #[error("signature invalid: the {signer} did not sign this {what}")]
+    #[error("signature invalid: the {signer} did not sign this {what} (it was changed after signing, or was signed by another key)")]
     SignatureInvalid {
         /// The key that should have signed.
         signer: &'static str,
