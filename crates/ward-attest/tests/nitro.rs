@@ -167,8 +167,22 @@ fn pcr_policy() {
     let bad =
         Policy::from_toml(&format!("[nitro.pcrs]\n\"1\" = \"{}\"\n", "00".repeat(48))).unwrap();
     assert!(matches!(
-        verify(&ev(d), &bad, pinned()).unwrap_err(),
+        verify(&ev(d.clone()), &bad, pinned()).unwrap_err(),
         VerifyError::PcrMismatch { index: 1, .. }
+    ));
+    // An allow-list: any listed value passes.
+    let list = Policy::from_toml(&format!(
+        "[nitro.pcrs]\n\"0\" = [\"{}\", \"{}\"]\n",
+        "00".repeat(48),
+        hex::encode(&c.measurement)
+    ))
+    .unwrap();
+    verify(&ev(d.clone()), &list, pinned()).unwrap();
+    // The common measurement allow-list applies to PCR0.
+    let m = Policy::from_toml(&format!("measurements = [\"{}\"]", "00".repeat(48))).unwrap();
+    assert!(matches!(
+        verify(&ev(d), &m, pinned()).unwrap_err(),
+        VerifyError::MeasurementNotAllowed { .. }
     ));
 }
 

@@ -143,14 +143,14 @@ pub enum VerifyError {
         /// The advisory id.
         id: String,
     },
-    /// A PCR differs from the policy's required value.
-    #[error("PCR{index} is {got}, but the policy requires {want}")]
+    /// A PCR is not one of the values the policy allows for it.
+    #[error("PCR{index} is {got}, but the policy allows only {want}")]
     PcrMismatch {
         /// The PCR index.
         index: u32,
         /// Its value (hex).
         got: String,
-        /// The required value (hex).
+        /// The allowed values (hex, joined by " or ").
         want: String,
     },
     /// A certificate revocation list is out of date.

@@ -16,7 +16,9 @@ mod x509;
 
 pub use claims::VerifiedClaims;
 pub use error::VerifyError;
-pub use policy::{DcapPolicy, Hex, NitroPolicy, Policy, SnpPolicy, SnpTcb, POLICY_TEMPLATE};
+pub use policy::{
+    AllowedValues, DcapPolicy, Hex, NitroPolicy, Policy, SnpPolicy, SnpTcb, POLICY_TEMPLATE,
+};
 
 use std::time::SystemTime;
 

@@ -266,7 +266,7 @@ pub fn verify_with_root(
             what: "attestation document",
         })?;
 
-    for (index, want) in &policy.nitro.pcrs {
+    for (index, allowed) in &policy.nitro.pcrs {
         let index: u32 = index.parse().map_err(|_| {
             VerifyError::Policy(format!("nitro.pcrs key {index:?} is not a number"))
         })?;
@@ -276,11 +276,16 @@ pub fn verify_with_root(
             .find(|(i, _)| *i == index)
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        if got != want.0 {
+        if !allowed.allows(&got) {
             return Err(VerifyError::PcrMismatch {
                 index,
                 got: hex::encode(&got),
-                want: hex::encode(&want.0),
+                want: allowed
+                    .0
+                    .iter()
+                    .map(|h| hex::encode(&h.0))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
             });
         }
     }

@@ -49,9 +49,39 @@ pub struct Policy {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NitroPolicy {
-    /// Required PCR values by index ("0" = "hex..."); unlisted PCRs may be anything.
+    /// Allowed PCR values by index: `"0" = "hex..."` or `"0" = ["hex...", "hex..."]`.
+    /// A listed PCR must equal one of its values; unlisted PCRs may be anything.
     #[serde(default)]
-    pub pcrs: std::collections::BTreeMap<String, Hex>,
+    pub pcrs: std::collections::BTreeMap<String, AllowedValues>,
+}
+
+/// One allowed value, or a list of them (TOML: a hex string or an array of them).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AllowedValues(pub Vec<Hex>);
+
+impl AllowedValues {
+    /// Whether `value` is one of the allowed values.
+    pub fn allows(&self, value: &[u8]) -> bool {
+        self.0.iter().any(|h| h.0 == value)
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedValues {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(Hex),
+            Many(Vec<Hex>),
+        }
+        match OneOrMany::deserialize(d)? {
+            OneOrMany::One(h) => Ok(AllowedValues(vec![h])),
+            OneOrMany::Many(v) if !v.is_empty() => Ok(AllowedValues(v)),
+            OneOrMany::Many(_) => Err(serde::de::Error::custom(
+                "an empty list of allowed PCR values would reject everything",
+            )),
+        }
+    }
 }
 
 /// Intel DCAP (TDX, SGX) policy: which TCB statuses and advisories to accept.
@@ -146,8 +176,10 @@ allow_statuses = []
 allow_advisories = []
 
 [nitro.pcrs]
-# AWS Nitro Enclaves: required PCR values by index (hex, 48 bytes each).
+# AWS Nitro Enclaves: allowed PCR values by index (hex, 48 bytes each): one value,
+# or a list of acceptable values. Unlisted PCRs are not checked.
 # "0" = "..."
+# "8" = ["...", "..."]
 "#;
 
 impl Policy {
@@ -167,6 +199,13 @@ impl Policy {
                 return Err(VerifyError::Policy(format!(
                     "report_data must be 64 bytes, not {}",
                     rd.0.len()
+                )));
+            }
+        }
+        for key in p.nitro.pcrs.keys() {
+            if !matches!(key.parse::<u32>(), Ok(0..=31)) {
+                return Err(VerifyError::Policy(format!(
+                    "nitro.pcrs key {key:?} is not a PCR index (0 to 31)"
                 )));
             }
         }
@@ -227,5 +266,17 @@ mod tests {
         assert!(Policy::from_toml("measurements = [\"zz\"]").is_err());
         assert!(Policy::from_toml("report_data = \"00\"").is_err());
         assert!(Policy::from_toml("[snp]\nproduct = \"naples\"").is_err());
+        assert!(Policy::from_toml("[nitro.pcrs]\n\"x\" = \"00\"").is_err());
+        assert!(Policy::from_toml("[nitro.pcrs]\n\"32\" = \"00\"").is_err());
+        assert!(Policy::from_toml("[nitro.pcrs]\n\"0\" = []").is_err());
+    }
+
+    #[test]
+    fn pcr_values_one_or_many() {
+        let p =
+            Policy::from_toml("[nitro.pcrs]\n\"0\" = \"aa\"\n\"1\" = [\"bb\", \"cc\"]\n").unwrap();
+        assert!(p.nitro.pcrs["0"].allows(&[0xaa]));
+        assert!(p.nitro.pcrs["1"].allows(&[0xcc]));
+        assert!(!p.nitro.pcrs["1"].allows(&[0xaa]));
     }
 }
