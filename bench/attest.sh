@@ -4,4 +4,4 @@
 # Usage: bench/attest.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --quiet --release --locked -p ward-attest --example bench_verify -- "${1:-31}"
+cargo run --quiet --release -p ward-attest --example bench_verify -- "${1:-31}"
