@@ -149,7 +149,7 @@ fn ca() -> &'static Ca {
 }
 
 /// A VCEK for `chip` and `tcb`, valid `window`, signed by the test ASK.
-fn vcek(chip: &[u8; 64], tcb: [u8; 4], window: (u64, u64)) -> Vec<u8> {
+fn vcek(chip: &[u8], tcb: [u8; 4], window: (u64, u64)) -> Vec<u8> {
     let ca = ca();
     let spki = ca
         .vcek_key
@@ -306,6 +306,10 @@ fn synthetic_reported_tcb_must_match_the_vcek() {
 fn synthetic_wrong_chip_vcek_is_rejected() {
     let other = vcek(&[0xC2; 64], TCB, (NOT_BEFORE, NOT_AFTER));
     let err = run(&report(false), &other, &Policy::default(), NOW).unwrap_err();
+    assert!(matches!(err, VerifyError::ChipIdMismatch { .. }), "{err}");
+    // An empty hwID binds nothing: refused, not skipped.
+    let empty = vcek(&[], TCB, (NOT_BEFORE, NOT_AFTER));
+    let err = run(&report(false), &empty, &Policy::default(), NOW).unwrap_err();
     assert!(matches!(err, VerifyError::ChipIdMismatch { .. }), "{err}");
 }
 

@@ -282,7 +282,7 @@ fn check_vek_binding(vek_der: &[u8], report: &AttestationReport) -> Result<(), V
             raw
         };
         let chip = &report.chip_id[..hw.len().min(64)];
-        if hw != chip {
+        if hw.is_empty() || hw != chip {
             return Err(VerifyError::ChipIdMismatch {
                 cert: hex::encode(hw),
                 report: hex::encode(report.chip_id),
