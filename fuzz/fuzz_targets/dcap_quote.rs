@@ -11,11 +11,15 @@ use ward_attest::{Collateral, TeeKind};
 fn collateral() -> &'static Collateral {
     static C: OnceLock<Collateral> = OnceLock::new();
     C.get_or_init(|| {
-        let dir = std::env::var("WARD_VECTORS")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors").into());
+        let dir = std::env::var("WARD_VECTORS").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors").into()
+        });
         let json = std::fs::read(format!("{dir}/tdx/dcap-qvl/tdx_quote_collateral.json"))
             .unwrap_or_else(|_| b"{}".to_vec());
-        Collateral { quote_collateral: json, ..Collateral::default() }
+        Collateral {
+            quote_collateral: json,
+            ..Collateral::default()
+        }
     })
 }
 

@@ -7,7 +7,8 @@ use ward_attest::verify::{enarx, Policy};
 fuzz_target!(|data: &[u8]| {
     if let Ok(e) = ward_attest::Evidence::from_cbor(data) {
         let _ = e.to_cbor();
-        let _ = ward_attest::verify::verify(&e, &Policy::default(), std::time::SystemTime::UNIX_EPOCH);
+        let _ =
+            ward_attest::verify::verify(&e, &Policy::default(), std::time::SystemTime::UNIX_EPOCH);
     }
     let _ = ward_attest::SoftwareReport::from_cbor(data);
     let _ = ward_attest::evidence_from_cert_der(data);

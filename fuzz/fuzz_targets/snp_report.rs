@@ -12,8 +12,9 @@ use ward_attest::Collateral;
 fn vcek() -> &'static Vec<u8> {
     static V: OnceLock<Vec<u8>> = OnceLock::new();
     V.get_or_init(|| {
-        let dir = std::env::var("WARD_VECTORS")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors").into());
+        let dir = std::env::var("WARD_VECTORS").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors").into()
+        });
         std::fs::read(format!("{dir}/snp/milan-virtee/vcek.der")).unwrap_or_default()
     })
 }
@@ -26,9 +27,15 @@ fn cache() -> &'static ChainCache {
 fuzz_target!(|data: &[u8]| {
     let _ = snp::Report::parse(data);
     let now = UNIX_EPOCH + Duration::from_secs(1_735_689_600);
-    let coll = Collateral { vek: vcek().clone(), ..Collateral::default() };
+    let coll = Collateral {
+        vek: vcek().clone(),
+        ..Collateral::default()
+    };
     let _ = snp::verify_cached(data, &coll, &Policy::default(), now, cache());
     // The VCEK slot itself is hostile input too.
-    let junk = Collateral { vek: data.get(..1400).unwrap_or(data).to_vec(), ..Collateral::default() };
+    let junk = Collateral {
+        vek: data.get(..1400).unwrap_or(data).to_vec(),
+        ..Collateral::default()
+    };
     let _ = snp::verify(data, &junk, &Policy::default(), SystemTime::UNIX_EPOCH);
 });

@@ -123,10 +123,10 @@ fn main() {
             ""
         };
         println!(
-            "{:<18} {:>11.3} ms {:>11.3} ms {:>8.1}x{note}",
+            "{:<18} {:>11.1} µs {:>11.1} µs {:>8.1}x{note}",
             name,
-            c.as_secs_f64() * 1e3,
-            w.as_secs_f64() * 1e3,
+            c.as_secs_f64() * 1e6,
+            w.as_secs_f64() * 1e6,
             c.as_secs_f64() / w.as_secs_f64().max(1e-9)
         );
     }
