@@ -90,7 +90,8 @@ pub struct VerifyArgs {
     /// Policy file (see `ward attest policy init`). Default: the strictest policy.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
-    /// Verify as of this time (RFC 3339 like 2025-01-01T00:00:00Z, or Unix seconds).
+    /// Verify as of this time (RFC 3339 like 2025-01-01T00:00:00Z or with an offset,
+    /// 2025-01-01T02:00:00+02:00; or Unix seconds).
     /// Default: now.
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
@@ -544,7 +545,7 @@ fn claims_json(c: &VerifiedClaims) -> serde_json::Value {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -564,13 +565,27 @@ fn parse_time(t: &str) -> anyhow::Result<SystemTime> {
     }
     let bad = || {
         anyhow::anyhow!(
-            "cannot parse time {t:?}: use RFC 3339 in UTC (2025-01-01T00:00:00Z) or Unix seconds"
+            "cannot parse time {t:?}: use RFC 3339 (2025-01-01T00:00:00Z, 2025-01-01T02:00:00+02:00) or Unix seconds"
         )
     };
-    let s = t
-        .strip_suffix('Z')
-        .or_else(|| t.strip_suffix("+00:00"))
-        .ok_or_else(bad)?;
+    // The offset: Z, or +HH:MM / -HH:MM (seconds east of UTC).
+    let (s, offset) = if let Some(s) = t.strip_suffix('Z').or_else(|| t.strip_suffix('z')) {
+        (s, 0i64)
+    } else {
+        let cut = t.len().checked_sub(6).ok_or_else(bad)?;
+        let (s, off) = (t.get(..cut).ok_or_else(bad)?, t.get(cut..).ok_or_else(bad)?);
+        let sign = match off.as_bytes().first() {
+            Some(b'+') => 1,
+            Some(b'-') => -1,
+            _ => return Err(bad()),
+        };
+        let (h, m) = off[1..].split_once(':').ok_or_else(bad)?;
+        let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        (s, sign * (h * 3600 + m * 60))
+    };
     let (date, time) = s.split_once('T').ok_or_else(bad)?;
     let d: Vec<u32> = date
         .split('-')
@@ -604,7 +619,7 @@ fn parse_time(t: &str) -> anyhow::Result<SystemTime> {
     let doy = (153 * m as i64 + 2) / 5 + d[2] as i64 - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + (tm[0] * 3600 + tm[1] * 60 + tm[2]) as i64;
+    let secs = days * 86_400 + (tm[0] * 3600 + tm[1] * 60 + tm[2]) as i64 - offset;
     let secs = u64::try_from(secs).map_err(|_| bad())?;
     Ok(UNIX_EPOCH + Duration::from_secs(secs))
 }
@@ -663,6 +678,11 @@ mod tests {
         assert_eq!(t("1736179625"), 1_736_179_625);
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2025-13-01T00:00:00Z").is_err());
-        assert!(parse_time("2025-01-01T00:00:00+02:00").is_err());
+        assert_eq!(t("2025-01-01T02:00:00+02:00"), 1_735_689_600);
+        assert_eq!(t("2024-12-31T19:00:00-05:00"), 1_735_689_600);
+        assert!(parse_time("2025-01-01T00:00:00+2:00").is_err());
+        assert!(parse_time("2025-01-01T00:00:00+24:00").is_err());
+        assert!(parse_time("2025-01-01T00:00:00").is_err());
+        assert!(parse_time("+00:00").is_err());
     }
 }
