@@ -149,3 +149,39 @@ fn remaining_vectors_fail_outside_their_windows() {
         }
     }
 }
+
+#[test]
+fn built_in_amd_roots_match_the_published_ones_and_chain() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_735_689_600);
+    for (product, other) in [
+        (Product::Milan, Product::Genoa),
+        (Product::Genoa, Product::Turin),
+        (Product::Turin, Product::Milan),
+    ] {
+        let a = product.trust_anchors();
+        check_intermediate(product, a.ask, now).unwrap_or_else(|e| panic!("{product:?}: {e}"));
+        assert!(matches!(
+            check_intermediate(other, a.ask, now),
+            Err(VerifyError::ChainInvalid { .. })
+        ));
+    }
+    // The built-in roots are the files published in the vectors (when present).
+    let Some(dir) = vectors() else { return };
+    let pem_body = |b: &[u8]| -> String {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    };
+    for (name, product) in [
+        ("milan", Product::Milan),
+        ("genoa", Product::Genoa),
+        ("turin", Product::Turin),
+    ] {
+        let a = product.trust_anchors();
+        for (file, built_in) in [("ark.pem", a.ark), ("ask.pem", a.ask)] {
+            let published = std::fs::read(dir.join("amd-roots").join(name).join(file)).unwrap();
+            assert_eq!(pem_body(&published), pem_body(built_in), "{name}/{file}");
+        }
+    }
+}
