@@ -56,14 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = stdout.flush();
         }
     });
-    let probe = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let exit = {
-        let t = keep.timings();
-        let r = keep.wait()?;
-        *probe.lock().unwrap() = Some(t);
-        r
-    };
-    let timings = probe.lock().unwrap().unwrap_or_default();
+    let (exit, timings) = keep.wait_with_timings()?;
     let _ = out.join();
     eprintln!("kvm-run: {exit}");
     eprintln!(

@@ -270,9 +270,15 @@ impl KvmKeep {
     }
 
     /// Waits for the guest to end.
-    pub fn wait(mut self) -> Result<GuestExit, VmmError> {
+    pub fn wait(self) -> Result<GuestExit, VmmError> {
+        self.wait_with_timings().map(|(e, _)| e)
+    }
+
+    /// Waits for the guest to end, and returns its launch timings too.
+    pub fn wait_with_timings(mut self) -> Result<(GuestExit, Timings), VmmError> {
         let t = self.thread.take().ok_or(VmmError::Panicked)?;
-        t.join().map_err(|_| VmmError::Panicked)?
+        let exit = t.join().map_err(|_| VmmError::Panicked)??;
+        Ok((exit, self.timings()))
     }
 }
 

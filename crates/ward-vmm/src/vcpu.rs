@@ -273,7 +273,10 @@ impl Vm {
         vcpu.set_regs(&regs).map_err(kvm_err("SET_REGS"))?;
 
         // Unmeasured launch info: the TSC frequency (the shim range-checks it).
-        let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
+        let tsc_khz = match vcpu.get_tsc_khz() {
+            Ok(k) if k > 0 => k as u64,
+            _ => host_tsc_khz(),
+        };
         let mut li = Vec::new();
         li.extend_from_slice(&LAUNCH_MAGIC.to_le_bytes());
         li.extend_from_slice(&tsc_khz.to_le_bytes());
@@ -558,4 +561,25 @@ fn wait_readable(channel: &UnixStream, timeout_ns: u64, stop: &Stop) -> Readable
             return Readable::TimedOut;
         }
     }
+}
+
+/// The host TSC frequency, measured once against the monotonic clock (for hosts where
+/// KVM_GET_TSC_KHZ is unavailable; guest and host TSCs tick at the same rate).
+fn host_tsc_khz() -> u64 {
+    static KHZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *KHZ.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: rdtsc has no preconditions.
+            let t0 = unsafe { core::arch::x86_64::_rdtsc() };
+            let i0 = Instant::now();
+            std::thread::sleep(Duration::from_millis(10));
+            // SAFETY: as above.
+            let t1 = unsafe { core::arch::x86_64::_rdtsc() };
+            let ns = i0.elapsed().as_nanos() as u64;
+            (t1.wrapping_sub(t0)).saturating_mul(1_000_000) / ns.max(1)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        0
+    })
 }
