@@ -210,7 +210,11 @@ struct Shim {
     threads: [Thread; MAX_THREADS],
     cur: usize,
     next_tid: i32,
+    /// Free memory that has never been handed out: still zero, and (on this host)
+    /// never touched, which matters because a first touch costs a shadow-paging fault.
     ranges: Ranges,
+    /// Free memory that was handed out and returned: must be zeroed before reuse.
+    dirty: Ranges,
     brk_start: u64,
     brk_cur: u64,
     brk_end: u64,
@@ -228,6 +232,7 @@ static mut SHIM: Shim = Shim {
     cur: 0,
     next_tid: 2,
     ranges: Ranges::new(),
+    dirty: Ranges::new(),
     brk_start: 0,
     brk_cur: 0,
     brk_end: 0,
@@ -463,6 +468,8 @@ extern "C" fn shim_main() -> ! {
         fatal(FATAL_OUT_OF_MEMORY, bi.keep_end + brk_size + stack_size, 0);
     }
     s.ranges.init(s.brk_end, stack_lo);
+    s.dirty.init(s.brk_end, stack_lo);
+    s.dirty.take_fixed(s.brk_end, stack_lo - s.brk_end);
 
     let sp = build_user_stack(&bi, mem);
     // SAFETY: the entry point and stack were set up above from the measured boot info.
@@ -669,7 +676,7 @@ extern "C" fn syscall_dispatch(f: &mut Frame) {
         273 => 0,                                     // set_robust_list
         302 => sys_prlimit(a1, a2, a3),               // prlimit64
         318 => sys_getrandom(a0, a1),                 // getrandom
-        332 | 334 | 435 => -ENOSYS,                   // statx, rseq, clone3: callers fall back
+        332 | 334 | 435 | 319 => -ENOSYS, // statx, rseq, clone3, memfd_create: callers fall back
         _ => fatal(FATAL_UNSUPPORTED_SYSCALL, nr, 0),
     };
     f.rax = ret as u64;
@@ -1013,11 +1020,34 @@ fn sys_mmap(addr: u64, len: u64, _prot: u64, flags: u64, fd: u64) -> i64 {
     };
     let s = shim();
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
-        if addr % PAGE != 0 || !s.ranges.take_fixed(addr, len) {
+        if addr % PAGE != 0 || !s.ranges.contains(addr, len) {
             return -ENOMEM;
         }
-        zero(addr, len);
+        let clean = s.ranges.is_free(addr, len);
+        s.ranges.take_fixed(addr, len);
+        s.dirty.take_fixed(addr, len);
+        if !clean {
+            zero(addr, len);
+        }
         return addr as i64;
+    }
+    if let Some(a) = s.ranges.alloc(len, PAGE) {
+        return a as i64;
+    }
+    if let Some(a) = s.dirty.alloc(len, PAGE) {
+        zero(a, len);
+        return a as i64;
+    }
+    // Fragmented between the two lists: zero all returned memory and merge.
+    let mut n = 0;
+    while let Some(&(a, b)) = s.dirty.free_ranges().first() {
+        zero(a, b - a);
+        s.dirty.take_fixed(a, b - a);
+        s.ranges.release(a, b - a);
+        n += 1;
+        if n > crate::mm::MAX_RANGES {
+            break;
+        }
     }
     match s.ranges.alloc(len, PAGE) {
         Some(a) => a as i64,
@@ -1043,9 +1073,27 @@ fn sys_munmap(addr: u64, len: u64) -> i64 {
     if addr % PAGE != 0 || !s.ranges.contains(addr, len) {
         return -EINVAL;
     }
-    // Anonymous memory handed out again must read as zero: clear it now.
-    zero(addr, len);
-    s.ranges.release(addr, len);
+    // Returned memory is zeroed lazily, when handed out again; parts that were never
+    // handed out stay in the clean list.
+    s.dirty.release(addr, len);
+    let mut overlaps = [(0u64, 0u64); 16];
+    let mut k = 0;
+    for &(a, b) in s.ranges.free_ranges() {
+        let (lo, hi) = (a.max(addr), b.min(addr + len));
+        if lo < hi && k < overlaps.len() {
+            overlaps[k] = (lo, hi);
+            k += 1;
+        }
+    }
+    for &(lo, hi) in &overlaps[..k] {
+        s.dirty.take_fixed(lo, hi - lo);
+    }
+    if k == overlaps.len() {
+        // Too many to track cheaply: keep the lists disjoint the slow way.
+        zero(addr, len);
+        s.dirty.take_fixed(addr, len);
+        s.ranges.release(addr, len);
+    }
     0
 }
 

@@ -148,6 +148,16 @@ impl Ranges {
         }
     }
 
+    /// Whether all of `[start, start+len)` is free.
+    pub fn is_free(&self, start: u64, len: u64) -> bool {
+        let Some(end) = start.checked_add(len) else {
+            return false;
+        };
+        self.free[..self.n]
+            .iter()
+            .any(|&(s, e)| s <= start && end <= e)
+    }
+
     /// The free ranges, lowest first.
     pub fn free_ranges(&self) -> &[(u64, u64)] {
         &self.free[..self.n]

@@ -132,7 +132,7 @@ fn parse_keep(elf: &[u8]) -> Result<KeepElf, VmmError> {
     }
     let phdr_vaddr = match (phdr_vaddr, first_load_off_vaddr) {
         (Some(v), _) => v,
-        (None, Some((off, vaddr))) if off == 0 => vaddr + phoff as u64,
+        (None, Some((0, vaddr))) => vaddr + phoff as u64,
         _ => return Err(bad("cannot locate the program headers in memory")),
     };
     Ok(KeepElf {
@@ -161,7 +161,7 @@ pub(crate) fn build(
     args: &[String],
     env: &[String],
 ) -> Result<Image, VmmError> {
-    if mem_size < MIN_MEMORY || mem_size > MAX_GIB << 30 || mem_size % TWO_MIB != 0 {
+    if !(MIN_MEMORY..=MAX_GIB << 30).contains(&mem_size) || !mem_size.is_multiple_of(TWO_MIB) {
         return Err(VmmError::Config(format!(
             "guest memory must be a multiple of 2 MiB between {} MiB and {} GiB (got {mem_size} bytes)",
             MIN_MEMORY >> 20,
