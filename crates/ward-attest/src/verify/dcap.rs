@@ -98,6 +98,12 @@ fn classify(msg: &str) -> VerifyError {
         VerifyError::CollateralSignatureInvalid {
             what: "QE identity",
         }
+    } else if has("root CA CRL") || has("PCK CRL") {
+        VerifyError::ChainInvalid {
+            issuer: "Intel SGX root CA".into(),
+            subject: "the certificate revocation lists".into(),
+            why: msg.to_string(),
+        }
     } else if has("certificate chain") || has("Failed to decode certificate") {
         VerifyError::ChainInvalid {
             issuer: "Intel SGX root CA".into(),
@@ -148,13 +154,38 @@ pub fn parse_quote(quote: &[u8]) -> Result<dcap_qvl::quote::Quote, VerifyError> 
     })
 }
 
-/// Verifies a TDX or SGX quote against its collateral, as of `now`.
+/// Verifies a TDX or SGX quote against its collateral, as of `now`, under Intel's
+/// SGX root CA (built into dcap-qvl).
 pub fn verify(
     kind: TeeKind,
     quote: &[u8],
     collateral: &Collateral,
     policy: &Policy,
     now: SystemTime,
+) -> Result<VerifiedClaims, VerifyError> {
+    verify_inner(kind, quote, collateral, policy, now, None)
+}
+
+/// [`verify`] under another root CA (DER), for tests that build their own
+/// Intel-style PKI (root → PCK CA → PCK certificate, root → TCB signer).
+pub fn verify_with_root(
+    kind: TeeKind,
+    quote: &[u8],
+    collateral: &Collateral,
+    policy: &Policy,
+    now: SystemTime,
+    root_ca_der: &[u8],
+) -> Result<VerifiedClaims, VerifyError> {
+    verify_inner(kind, quote, collateral, policy, now, Some(root_ca_der))
+}
+
+fn verify_inner(
+    kind: TeeKind,
+    quote: &[u8],
+    collateral: &Collateral,
+    policy: &Policy,
+    now: SystemTime,
+    root_ca_der: Option<&[u8]>,
 ) -> Result<VerifiedClaims, VerifyError> {
     if quote.len() > MAX_QUOTE_LEN {
         return Err(VerifyError::Malformed {
@@ -182,7 +213,11 @@ pub fn verify(
     // Debug is the policy's call (`allow_debug`), reported as `DebugNotAllowed` by
     // the common check; dcap-qvl checks it last, after every signature, so letting
     // it through here skips nothing else.
-    let report = dcap_qvl::verify::QuoteVerifier::new_prod()
+    let verifier = match root_ca_der {
+        None => dcap_qvl::verify::QuoteVerifier::new_prod(),
+        Some(root) => dcap_qvl::verify::QuoteVerifier::new(root.to_vec()),
+    };
+    let report = verifier
         .allow_debug(true)
         .verify(quote, &coll, now_secs)
         .map_err(|e| classify(&error_chain(&e)))?;
