@@ -91,6 +91,7 @@ fn der_u8(v: u8) -> Vec<u8> {
 
 struct Ca {
     ark: Vec<u8>,
+    ark_signer: RsaSigner,
     ask: Vec<u8>,
     ask_key: RsaSigner,
     /// An ASK signed by a different ARK (for broken-chain tests).
@@ -140,6 +141,7 @@ fn ca() -> &'static Ca {
         );
         Ca {
             ark,
+            ark_signer,
             ask,
             ask_key: RsaSigner::new(ask_key),
             rogue_ask,
@@ -468,4 +470,146 @@ fn synthetic_cache_skips_only_signatures_not_dates() {
         snp::verify_with_anchors(&r, &coll, &anchors(), &Policy::default(), at(NOW), &cache),
         Err(VerifyError::SignatureInvalid { .. })
     ));
+}
+
+// --- Turin (FMC in the TCB, 8-byte chip id) and VLEK-signed reports -----------------
+
+const TURIN_CHIP: [u8; 8] = [0xD7; 8];
+/// Turin reported TCB: FMC, bootloader, TEE, SNP, microcode.
+const TURIN_TCB: [u8; 5] = [1, 2, 3, 4, 5];
+
+/// An endorsement key certificate with the given TCB extensions and optional hwID,
+/// signed by `issuer`.
+fn vek_cert(chip: Option<&[u8]>, tcb: &[(&str, u8)], issuer: &RsaSigner) -> Vec<u8> {
+    let spki = ca()
+        .vcek_key
+        .verifying_key()
+        .to_public_key_der()
+        .unwrap()
+        .to_vec();
+    let mut exts: Vec<Extension> = tcb
+        .iter()
+        .map(|(oid, v)| ext(&format!("1.3.6.1.4.1.3704.1.3.{oid}"), der_u8(*v)))
+        .collect();
+    if let Some(chip) = chip {
+        exts.push(ext("1.3.6.1.4.1.3704.1.4", chip.to_vec()));
+    }
+    rsa_signed_cert(
+        "CN=SEV-VEK",
+        "CN=SEV-Test",
+        &spki,
+        exts,
+        issuer,
+        (NOT_BEFORE, NOT_AFTER),
+    )
+}
+
+fn turin_report() -> Vec<u8> {
+    let mut r = report(false);
+    r[0x188] = 0x1A; // CPUID family: Turin
+    r[0x189] = 0x02;
+    let t = TURIN_TCB;
+    r[REPORTED_TCB..REPORTED_TCB + 8].copy_from_slice(&[t[0], t[1], t[2], t[3], 0, 0, 0, t[4]]);
+    r[CHIP..CHIP + 64].fill(0);
+    r[CHIP..CHIP + 8].copy_from_slice(&TURIN_CHIP);
+    sign(&mut r);
+    r
+}
+
+fn turin_tcb_exts(fmc: u8) -> Vec<(&'static str, u8)> {
+    vec![
+        ("9", fmc),
+        ("1", TURIN_TCB[1]),
+        ("2", TURIN_TCB[2]),
+        ("3", TURIN_TCB[3]),
+        ("8", TURIN_TCB[4]),
+    ]
+}
+
+#[test]
+fn synthetic_turin_report_with_fmc_verifies_and_binds_fmc() {
+    let v = vek_cert(
+        Some(&TURIN_CHIP),
+        &turin_tcb_exts(TURIN_TCB[0]),
+        &ca().ask_key,
+    );
+    let claims = run(&turin_report(), &v, &Policy::default(), NOW).unwrap();
+    assert!(claims.tcb.contains(&("fmc".into(), 1)), "{:?}", claims.tcb);
+    assert!(claims.tcb.contains(&("microcode".into(), 5)));
+    // The VCEK certifies another FMC SVN.
+    let v = vek_cert(Some(&TURIN_CHIP), &turin_tcb_exts(9), &ca().ask_key);
+    assert_eq!(
+        run(&turin_report(), &v, &Policy::default(), NOW).unwrap_err(),
+        VerifyError::TcbMismatch {
+            component: "fmc",
+            report: 1,
+            cert: 9
+        }
+    );
+    // Minimum FMC.
+    let v = vek_cert(
+        Some(&TURIN_CHIP),
+        &turin_tcb_exts(TURIN_TCB[0]),
+        &ca().ask_key,
+    );
+    let min = Policy::from_toml("[snp.min_tcb]\nfmc = 2\n").unwrap();
+    assert_eq!(
+        run(&turin_report(), &v, &min, NOW).unwrap_err(),
+        VerifyError::TcbTooLow {
+            component: "fmc",
+            got: 1,
+            min: 2
+        }
+    );
+    // An 8-byte hwID of another chip.
+    let v = vek_cert(
+        Some(&[0xD8; 8]),
+        &turin_tcb_exts(TURIN_TCB[0]),
+        &ca().ask_key,
+    );
+    assert!(matches!(
+        run(&turin_report(), &v, &Policy::default(), NOW),
+        Err(VerifyError::ChipIdMismatch { .. })
+    ));
+}
+
+#[test]
+fn synthetic_vlek_report_verifies_through_the_asvk() {
+    // An ASVK signed by the test ARK, a VLEK (no hwID) signed by the ASVK.
+    let (asvk_key, asvk_spki) = rsa_key();
+    let ark_signer = &ca().ark_signer;
+    let asvk = rsa_signed_cert(
+        "CN=SEV-VLEK-Test",
+        "CN=ARK-Test",
+        &asvk_spki,
+        vec![],
+        ark_signer,
+        (NOT_BEFORE, NOT_AFTER),
+    );
+    let asvk_signer = RsaSigner::new(asvk_key);
+    let tcb = [("1", TCB[0]), ("2", TCB[1]), ("3", TCB[2]), ("8", TCB[3])];
+    let vlek = vek_cert(None, &tcb, &asvk_signer);
+    let mut r = report(false);
+    r[0x48] = 1 << 2; // KEY_INFO.SIGNING_KEY = VLEK
+    sign(&mut r);
+    let coll = Collateral {
+        vek: vlek.clone(),
+        chain: vec![serde_bytes::ByteBuf::from(asvk)],
+        ..Collateral::default()
+    };
+    let claims = snp::verify_with_anchors(
+        &r,
+        &coll,
+        &anchors(),
+        &Policy::default(),
+        at(NOW),
+        &ChainCache::new(),
+    )
+    .unwrap();
+    assert!(claims
+        .details
+        .contains(&("signing_key".into(), "vlek".into())));
+    // Without the ASVK, the VLEK does not chain to the ASK.
+    let err = run(&r, &vlek, &Policy::default(), NOW).unwrap_err();
+    assert!(matches!(err, VerifyError::ChainInvalid { .. }), "{err}");
 }
