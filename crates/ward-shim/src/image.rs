@@ -225,6 +225,8 @@ struct Shim {
     real0: u64,
     oom: u64,
     measurement_fd_pos: Option<usize>,
+    /// What each guest fd is (`FD_*`).
+    fds: [u8; MAX_FDS],
 }
 
 static mut SHIM: Shim = Shim {
@@ -243,7 +245,68 @@ static mut SHIM: Shim = Shim {
     real0: 0,
     oom: 0,
     measurement_fd_pos: None,
+    fds: {
+        let mut f = [FD_FREE; MAX_FDS];
+        f[0] = FD_STDIN;
+        f[1] = FD_DIAG;
+        f[2] = FD_DIAG;
+        f[3] = FD_CHANNEL;
+        f
+    },
 };
+
+const MAX_FDS: usize = 64;
+const FD_FREE: u8 = 0;
+const FD_STDIN: u8 = 1;
+const FD_DIAG: u8 = 2;
+const FD_CHANNEL: u8 = 3;
+const FD_MEASUREMENT: u8 = 4;
+const FD_RANDOM: u8 = 5;
+
+/// The kind of guest fd `fd`, `FD_FREE` if not open.
+fn fd_kind(fd: u64) -> u8 {
+    if fd < MAX_FDS as u64 {
+        shim().fds[fd as usize]
+    } else {
+        FD_FREE
+    }
+}
+
+/// Opens the lowest free fd >= `min` as `kind`.
+fn fd_alloc(min: u64, kind: u8) -> i64 {
+    let s = shim();
+    for i in (min as usize)..MAX_FDS {
+        if s.fds[i] == FD_FREE {
+            s.fds[i] = kind;
+            return i as i64;
+        }
+    }
+    -24 // EMFILE
+}
+
+fn sys_close(fd: u64) -> i64 {
+    if fd_kind(fd) == FD_FREE {
+        return -EBADF;
+    }
+    shim().fds[fd as usize] = FD_FREE;
+    0
+}
+
+fn sys_dup(fd: u64, min: u64) -> i64 {
+    match fd_kind(fd) {
+        FD_FREE => -EBADF,
+        k => fd_alloc(min, k),
+    }
+}
+
+fn sys_dup2(fd: u64, to: u64) -> i64 {
+    let k = fd_kind(fd);
+    if k == FD_FREE || to >= MAX_FDS as u64 {
+        return -EBADF;
+    }
+    shim().fds[to as usize] = k;
+    to as i64
+}
 
 fn shim() -> &'static mut Shim {
     // SAFETY: the guest has one vCPU and takes no interrupts, so exactly one flow of
@@ -632,7 +695,7 @@ extern "C" fn syscall_dispatch(f: &mut Frame) {
     let ret: i64 = match nr {
         0 => sys_read(a0, a1, a2),
         1 => sys_write(a0, a1, a2),
-        3 => 0,                                       // close
+        3 => sys_close(a0),                           // close
         4 | 6 | 21 | 89 => -ENOENT,                   // stat, lstat, access, readlink
         5 => sys_fstat(a0, a1),                       // fstat
         7 => sys_poll(a0, a1, a2),                    // poll
@@ -655,7 +718,12 @@ extern "C" fn syscall_dispatch(f: &mut Frame) {
         60 => sys_exit_thread(a0),                    // exit
         62 | 200 => sys_kill(a1),                     // kill, tkill
         63 => sys_uname(a0),                          // uname
-        72 => sys_fcntl(a0, a1),                      // fcntl
+        44 => sys_write(a0, a1, a2),                  // sendto (connected: address ignored)
+        45 => sys_read(a0, a1, a2),                   // recvfrom
+        48 => 0,                                      // shutdown
+        32 => sys_dup(a0, 0),                         // dup
+        33 | 292 => sys_dup2(a0, a1),                 // dup2, dup3
+        72 => sys_fcntl(a0, a1, a2),                  // fcntl
         79 => sys_getcwd(a0, a1),                     // getcwd
         96 => sys_gettimeofday(a0),                   // gettimeofday
         102 | 104 | 107 | 108 => 0,                   // getuid, getgid, geteuid, getegid
@@ -692,17 +760,17 @@ fn sig_zero(old: u64, len: u64) -> i64 {
     0
 }
 
-const MEASUREMENT_FD: u64 = 10;
 const CHANNEL_FD: u64 = 3;
 
 fn sys_read(fd: u64, buf: u64, len: u64) -> i64 {
     let Some(dst) = user_slice(buf, len) else {
         return -EFAULT;
     };
-    match fd {
-        0 => 0,
-        CHANNEL_FD => channel_read(dst),
-        MEASUREMENT_FD => measurement_read(dst),
+    match fd_kind(fd) {
+        FD_STDIN => 0,
+        FD_CHANNEL => channel_read(dst),
+        FD_MEASUREMENT => measurement_read(dst),
+        FD_RANDOM => sys_getrandom(buf, len),
         _ => -EBADF,
     }
 }
@@ -758,15 +826,17 @@ fn sys_write(fd: u64, buf: u64, len: u64) -> i64 {
     let Some(src) = user_slice(buf, len) else {
         return -EFAULT;
     };
-    if !matches!(fd, 1 | 2 | CHANNEL_FD) {
-        return -EBADF;
-    }
+    let host_fd = match fd_kind(fd) {
+        FD_DIAG => 2,
+        FD_CHANNEL => CHANNEL_FD,
+        _ => return -EBADF,
+    };
     let mut done = 0usize;
     while done < src.len() {
         let n = (src.len() - done).min(SHARED_DATA_LEN as usize);
         // SAFETY: n <= SHARED_DATA_LEN bytes into the shared data area.
         unsafe { memcpy(SHARED_DATA as *mut u8, src.as_ptr().add(done), n) };
-        match host_count(host_call(OP_WRITE, fd, n as u64, 0), n as u64) {
+        match host_count(host_call(OP_WRITE, host_fd, n as u64, 0), n as u64) {
             Ok(0) => break,
             Ok(k) => done += k as usize,
             Err(e) if done == 0 => return e,
@@ -817,7 +887,8 @@ fn sys_readv(fd: u64, iov: u64, cnt: u64) -> i64 {
 }
 
 fn sys_fstat(fd: u64, st: u64) -> i64 {
-    if fd > 3 && Some(fd) != shim().measurement_fd_pos.map(|_| MEASUREMENT_FD) {
+    let kind = fd_kind(fd);
+    if kind == FD_FREE {
         return -EBADF;
     }
     let Some(s) = user_slice(st, 144) else {
@@ -825,14 +896,14 @@ fn sys_fstat(fd: u64, st: u64) -> i64 {
     };
     s.fill(0);
     // st_mode at offset 24: a FIFO for the streams, a regular file for the measurement.
-    let mode: u32 = if fd == MEASUREMENT_FD {
+    let mode: u32 = if kind == FD_MEASUREMENT {
         0o100444
     } else {
         0o010600
     };
     s[24..28].copy_from_slice(&mode.to_le_bytes());
     s[16..24].copy_from_slice(&1u64.to_le_bytes()); // st_nlink
-    if fd == MEASUREMENT_FD {
+    if kind == FD_MEASUREMENT {
         s[48..56].copy_from_slice(&48u64.to_le_bytes()); // st_size
     }
     s[56..64].copy_from_slice(&4096u64.to_le_bytes()); // st_blksize
@@ -848,26 +919,42 @@ fn sys_newfstatat(dirfd: u64, path: u64, st: u64, flags: u64) -> i64 {
 }
 
 fn sys_poll(fds: u64, n: u64, _timeout: u64) -> i64 {
-    // Only the start-up probe of fds 0..2 (timeout 0) is expected: report no events.
-    if n > 16 || user_slice(fds, n * 8).is_none() {
+    // Readiness without waiting: every open fd is reported ready for what it was asked
+    // (a channel read then blocks until data arrives); closed fds get POLLNVAL.
+    if n > 64 || user_slice(fds, n * 8).is_none() {
         return -EFAULT;
     }
+    let mut ready = 0;
     for i in 0..n {
-        if let Some(s) = user_slice(fds + i * 8 + 6, 2) {
-            s.fill(0);
+        let Some(p) = user_slice(fds + i * 8, 8) else {
+            return -EFAULT;
+        };
+        let fd = i32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+        let events = u16::from_le_bytes([p[4], p[5]]);
+        let revents: u16 = if fd < 0 {
+            0
+        } else if fd_kind(fd as u64) == FD_FREE {
+            0x20 // POLLNVAL
+        } else {
+            events & 0x0005 // POLLIN | POLLOUT
+        };
+        p[6..8].copy_from_slice(&revents.to_le_bytes());
+        if revents != 0 {
+            ready += 1;
         }
     }
-    0
+    ready
 }
 
-fn sys_fcntl(fd: u64, cmd: u64) -> i64 {
-    if fd > 3 {
+fn sys_fcntl(fd: u64, cmd: u64, arg: u64) -> i64 {
+    if fd_kind(fd) == FD_FREE {
         return -EBADF;
     }
     match cmd {
-        1 | 2 => 0, // F_GETFD / F_SETFD
-        3 => 2,     // F_GETFL: O_RDWR
-        4 => 0,     // F_SETFL
+        0 | 1030 => sys_dup(fd, arg), // F_DUPFD, F_DUPFD_CLOEXEC
+        1 | 2 => 0,                   // F_GETFD / F_SETFD
+        3 => 2,                       // F_GETFL: O_RDWR
+        4 => 0,                       // F_SETFL
         _ => -EINVAL,
     }
 }
@@ -877,7 +964,12 @@ fn sys_openat(path: u64) -> i64 {
     if let Some(p) = user_slice(path, NAME.len() as u64) {
         if p == NAME {
             shim().measurement_fd_pos = Some(0);
-            return MEASUREMENT_FD as i64;
+            return fd_alloc(3, FD_MEASUREMENT);
+        }
+    }
+    for name in [&b"/dev/urandom\0"[..], &b"/dev/random\0"[..]] {
+        if user_slice(path, name.len() as u64).is_some_and(|p| p == name) {
+            return fd_alloc(3, FD_RANDOM);
         }
     }
     -ENOENT
