@@ -1,6 +1,8 @@
 //! `ward`: run WebAssembly workloads in Keeps.
 
 mod attest;
+mod deploy;
+mod remote;
 mod run;
 
 use std::path::PathBuf;
@@ -30,12 +32,38 @@ struct Cli {
 enum Command {
     /// Run a Wasm module or component in a Keep on this machine.
     Run(run::RunArgs),
+    /// Deploy a workload to a Keep on a remote, untrusted host (see `ward host serve`).
+    Deploy(deploy::DeployArgs),
+    /// Run the host side: the Keep manager daemon.
+    #[command(subcommand)]
+    Host(HostCommand),
     /// Work with Ward.toml workload configs.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Verify and inspect attestation evidence.
     #[command(subcommand)]
     Attest(attest::AttestCommand),
+}
+
+#[derive(Subcommand)]
+enum HostCommand {
+    /// Serve the Keep manager API over HTTPS until SIGTERM.
+    #[command(after_help = "Example: ward host serve --listen 127.0.0.1:8443")]
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// Backends to offer (comma-separated). Only `process` exists so far.
+        #[arg(long, default_value = "process", value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Most Keeps at once.
+        #[arg(long, default_value_t = 64)]
+        max_keeps: usize,
+        /// Where the host's TLS identity is kept (default: $XDG_STATE_HOME/ward or
+        /// ~/.local/state/ward).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +91,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Config(cmd) => config(cmd),
         Command::Attest(cmd) => attest::run(cmd),
+        Command::Deploy(args) => deploy::run(args),
+        Command::Host(cmd) => host(cmd),
     };
     match result {
         Ok(code) => code,
@@ -83,6 +113,53 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+fn host(cmd: HostCommand) -> anyhow::Result<ExitCode> {
+    let HostCommand::Serve {
+        listen,
+        backends,
+        max_keeps,
+        state_dir,
+    } = cmd;
+    for b in &backends {
+        if b != "process" {
+            anyhow::bail!(
+                "backend {b:?} is not available on this host (only \"process\" exists so far)"
+            );
+        }
+    }
+    if max_keeps == 0 {
+        anyhow::bail!("--max-keeps must be at least 1");
+    }
+    let state_dir = match state_dir {
+        Some(d) => d,
+        None => std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .map(|d| d.join("ward"))
+            .ok_or_else(|| anyhow::anyhow!("no --state-dir and no $HOME"))?,
+    };
+    let keep_bin = ward_host::find_keep_binary().map_err(anyhow::Error::msg)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
+                .unwrap_or_else(|_| "ward_host=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = ward_host::daemon::DaemonConfig {
+        listen,
+        backends,
+        max_keeps,
+        state_dir,
+        keep_bin,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(ward_host::daemon::serve(config))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {

@@ -92,12 +92,20 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     drop(keep);
 
-    let report = outcome.report;
+    Ok(report_outcome(&outcome.report, &cfg.limits))
+}
+
+/// Prints how the workload ended (one line, when it did not simply exit) and returns
+/// the exit code `ward` should use.
+pub(crate) fn report_outcome(
+    report: &ward_proto::ExitReport,
+    limits: &ward_proto::Limits,
+) -> ExitCode {
     if let Some(bytes) = report.memory_denied_at {
         eprintln!(
             "ward: note: the workload asked for {} of linear memory, over its limit of {} (raise [limits] memory in Ward.toml)",
             ward_runtime::config::human_bytes(bytes),
-            ward_runtime::config::human_bytes(cfg.limits.memory_bytes)
+            ward_runtime::config::human_bytes(limits.memory_bytes)
         );
     }
     match &report.outcome {
@@ -123,10 +131,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("ward: workload stopped: ran out of fuel ({fuel} units)");
         }
     }
-    Ok(ExitCode::from(report.outcome.exit_status()))
+    ExitCode::from(report.outcome.exit_status())
 }
 
-fn handle_event(e: KeepEvent, quiet: bool, stdout: &mut impl Write) {
+pub(crate) fn handle_event(e: KeepEvent, quiet: bool, stdout: &mut impl Write) {
     match e {
         KeepEvent::Stdout(b) => {
             let _ = stdout.write_all(&b);
@@ -161,7 +169,7 @@ fn handle_event(e: KeepEvent, quiet: bool, stdout: &mut impl Write) {
     }
 }
 
-fn read_workload(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_workload(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {

@@ -5,10 +5,12 @@
 //!
 //! - [`process`]: the `process` backend, `ward-keep` as a sandboxed child process.
 //! - [`session`]: the conversation with a running Keep, over any byte stream.
+//! - [`daemon`]: `ward host serve`, the Keep manager's HTTPS API.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod daemon;
 pub mod process;
 pub mod session;
 

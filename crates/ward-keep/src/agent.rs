@@ -33,7 +33,7 @@ pub(crate) struct AgentError {
 }
 
 impl AgentError {
-    fn new(kind: KeepErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: KeepErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),

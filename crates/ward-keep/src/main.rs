@@ -5,19 +5,24 @@
 //! sandboxes itself (process Keeps), receives the module, and runs it, relaying stdio
 //! as CBOR frames. Diagnostics go to its own stderr; nothing else leaves the Keep.
 //!
-//! Usage: `ward-keep --channel-fd N [--sandbox] [--backend process|kvm]`
+//! Usage: `ward-keep --channel-fd N [--sandbox] [--tls] [--backend process|kvm]`
+//!
+//! With `--tls` (remote deployments) the channel first carries the client's
+//! [`TunnelHello`](ward_proto::TunnelHello), then TLS that terminates here, with an
+//! RA-TLS certificate; the usual CBOR conversation runs inside it.
 
 #![warn(missing_docs)]
 
 mod agent;
 mod channel;
+mod tls;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: ward-keep --channel-fd N [--sandbox] [--backend process|kvm]");
+    eprintln!("usage: ward-keep --channel-fd N [--sandbox] [--tls] [--backend process|kvm]");
     eprintln!("ward-keep is started by `ward run` / `ward host serve`, not by hand.");
     ExitCode::from(2)
 }
@@ -25,6 +30,7 @@ fn usage() -> ExitCode {
 fn main() -> ExitCode {
     let mut channel_fd: Option<i32> = None;
     let mut opts = agent::AgentOptions::default();
+    let mut tls = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -33,6 +39,7 @@ fn main() -> ExitCode {
                 None => return usage(),
             },
             "--sandbox" => opts.sandbox = true,
+            "--tls" => tls = true,
             "--backend" => match args.next().as_deref() {
                 Some("process") => opts.vm = false,
                 Some("kvm") => opts.vm = true,
@@ -62,7 +69,12 @@ fn main() -> ExitCode {
     // nothing else in this process owns it, it was just checked to be open, and
     // ownership is taken exactly once, here.
     let channel = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    match agent::serve(channel, &opts) {
+    let result = if tls {
+        tls::serve(channel, &opts)
+    } else {
+        agent::serve(channel, &opts)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ward-keep: {e}");

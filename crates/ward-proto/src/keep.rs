@@ -16,6 +16,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::WorkloadConfig;
 
+/// The one plaintext message of a deploy tunnel: the client's fresh nonce, sent
+/// through the untrusted host before the TLS handshake with the Keep. The Keep binds
+/// it into its evidence; a host that changes it only makes the client refuse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelHello {
+    /// Must equal [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION).
+    pub version: u16,
+    /// 16 to 64 random bytes.
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+}
+
 /// A message from the host side to the Keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HostToKeep {

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod frame;
+pub mod host;
 pub mod keep;
 
 pub use config::{
@@ -21,7 +22,7 @@ pub use config::{
 pub use frame::{decode_frame_body, encode_frame, read_frame, write_frame, FrameError};
 pub use keep::{
     ExitReport, HostToKeep, KeepErrorKind, KeepToHost, LaunchSpec, SandboxLayer, SandboxStatus,
-    WorkloadOutcome,
+    TunnelHello, WorkloadOutcome,
 };
 
 /// Version of the host↔Keep protocol. A Keep refuses a [`LaunchSpec`] of another version.

@@ -1,0 +1,484 @@
+//! `ward host serve`: the Keep manager. An HTTPS API with CBOR bodies:
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/keeps` | start a Keep (one loader process each); returns its [`KeepInfo`] |
+//! | `GET /v1/keeps`, `GET /v1/keeps/{id}` | list / show |
+//! | `DELETE /v1/keeps/{id}` | stop it |
+//! | `GET /v1/platform` | backends, TEE kinds, collateral |
+//! | `GET /v1/keeps/{id}/connect` + `Upgrade: ward-keep` | relay raw bytes to the Keep (once) |
+//!
+//! The host is untrusted: it relays ciphertext between the client and TLS that
+//! terminates inside the Keep. Its own certificate is self-signed, generated on first
+//! start, and only protects the API from passive observers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+use ward_proto::host::{
+    ApiError, CreateKeep, KeepInfo, KeepList, KeepState, Platform, MAX_API_BODY,
+};
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Backends offered.
+    pub backends: Vec<String>,
+    /// Most Keeps at once.
+    pub max_keeps: usize,
+    /// Where the host certificate lives.
+    pub state_dir: PathBuf,
+    /// The `ward-keep` binary.
+    pub keep_bin: PathBuf,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// I/O (listening, the state directory).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TLS set-up.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+struct Keep {
+    info: KeepInfo,
+    channel: Option<std::os::unix::net::UnixStream>,
+    child: Option<tokio::process::Child>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    config: Arc<DaemonConfig>,
+    keeps: Arc<Mutex<HashMap<String, Keep>>>,
+}
+
+fn cbor<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    let mut bytes = Vec::new();
+    match ciborium::into_writer(body, &mut bytes) {
+        Ok(()) => (status, [(header::CONTENT_TYPE, "application/cbor")], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    cbor(
+        status,
+        &ApiError {
+            message: message.into(),
+        },
+    )
+}
+
+/// The host certificate and key, created on first start (key file mode 0600).
+fn host_identity(dir: &std::path::Path) -> Result<(Vec<u8>, Vec<u8>), DaemonError> {
+    let io = |what: &str| {
+        let what = format!("{what} in {}", dir.display());
+        move |source| DaemonError::Io { what, source }
+    };
+    let cert_path = dir.join("host-cert.der");
+    let key_path = dir.join("host-key.der");
+    if let (Ok(c), Ok(k)) = (std::fs::read(&cert_path), std::fs::read(&key_path)) {
+        return Ok((c, k));
+    }
+    std::fs::create_dir_all(dir).map_err(io("cannot create the state directory"))?;
+    let key = rcgen::KeyPair::generate().map_err(|e| DaemonError::Tls(e.to_string()))?;
+    let cert = rcgen::CertificateParams::new(vec!["ward-host".to_string()])
+        .and_then(|p| p.self_signed(&key))
+        .map_err(|e| DaemonError::Tls(e.to_string()))?;
+    let key_der = key.serialize_der();
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_path)
+            .map_err(io("cannot write the host key"))?;
+        f.write_all(&key_der)
+            .map_err(io("cannot write the host key"))?;
+    }
+    std::fs::write(&cert_path, cert.der()).map_err(io("cannot write the host certificate"))?;
+    Ok((cert.der().to_vec(), key_der))
+}
+
+/// SHA-256 fingerprint of a certificate, as hex.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(cert_der))
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C; then stops every Keep.
+pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
+    let (cert, key) = host_identity(&config.state_dir)?;
+    eprintln!(
+        "ward host: certificate sha256 {} (clients need not trust it)",
+        fingerprint(&cert)
+    );
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DaemonError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(cert)],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        )
+        .map_err(|e| DaemonError::Tls(e.to_string()))?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DaemonError::Io {
+            what: format!("cannot listen on {}", config.listen),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| DaemonError::Io {
+        what: "local address".into(),
+        source,
+    })?;
+    eprintln!(
+        "ward host: listening on https://{local} (backends: {})",
+        config.backends.join(",")
+    );
+
+    let state = AppState {
+        config: Arc::new(config),
+        keeps: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let app = router(state.clone());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| DaemonError::Io {
+            what: "SIGTERM handler".into(),
+            source,
+        })?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, peer)) = accepted else { continue };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(t)) => t,
+                        Ok(Err(e)) => { warn!(%peer, "TLS handshake failed: {e}"); return; }
+                        Err(_) => { warn!(%peer, "TLS handshake timed out"); return; }
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .with_upgrades()
+                        .await
+                    {
+                        info!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    let keeps: Vec<Keep> = state
+        .keeps
+        .lock()
+        .map(|mut m| m.drain().map(|(_, k)| k).collect())
+        .unwrap_or_default();
+    eprintln!("ward host: shutting down, stopping {} keep(s)", keeps.len());
+    for mut k in keeps {
+        if let Some(c) = k.child.as_mut() {
+            let _ = c.kill().await;
+        }
+    }
+    Ok(())
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/keeps", get(list_keeps).post(create_keep))
+        .route("/v1/keeps/{id}", get(show_keep).delete(delete_keep))
+        .route("/v1/keeps/{id}/connect", get(connect))
+        .route("/v1/platform", get(platform))
+        .with_state(state)
+}
+
+async fn platform(State(s): State<AppState>) -> Response {
+    cbor(
+        StatusCode::OK,
+        &Platform {
+            backends: s.config.backends.clone(),
+            tee_kinds: vec!["none".into()],
+            collateral: Vec::new(),
+            max_keeps: s.config.max_keeps as u32,
+        },
+    )
+}
+
+async fn list_keeps(State(s): State<AppState>) -> Response {
+    let keeps = s
+        .keeps
+        .lock()
+        .map(|m| m.values().map(|k| k.info.clone()).collect())
+        .unwrap_or_default();
+    cbor(StatusCode::OK, &KeepList { keeps })
+}
+
+async fn show_keep(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match s
+        .keeps
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&id).map(|k| k.info.clone()))
+    {
+        Some(info) => cbor(StatusCode::OK, &info),
+        None => error(StatusCode::NOT_FOUND, format!("no keep {id}")),
+    }
+}
+
+async fn delete_keep(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let keep = s.keeps.lock().ok().and_then(|mut m| m.remove(&id));
+    match keep {
+        Some(mut k) => {
+            if let Some(c) = k.child.as_mut() {
+                let _ = c.kill().await;
+            }
+            info!(%id, "keep deleted");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, format!("no keep {id}")),
+    }
+}
+
+async fn create_keep(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+    if body.len() > MAX_API_BODY {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    let req: CreateKeep = match ciborium::from_reader(&body[..]) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),
+    };
+    if !s.config.backends.contains(&req.backend) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "backend {:?} is not offered here (offered: {})",
+                req.backend,
+                s.config.backends.join(",")
+            ),
+        );
+    }
+    let id = {
+        let mut b = [0u8; 8];
+        if getrandom(&mut b).is_err() {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "no randomness");
+        }
+        hex::encode(b)
+    };
+    // Reserve the slot before starting the loader, so a burst cannot overshoot.
+    {
+        let Ok(mut m) = s.keeps.lock() else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned");
+        };
+        if m.len() >= s.config.max_keeps {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("this host runs at most {} keeps", s.config.max_keeps),
+            );
+        }
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        m.insert(
+            id.clone(),
+            Keep {
+                info: KeepInfo {
+                    id: id.clone(),
+                    backend: req.backend.clone(),
+                    state: KeepState::Waiting,
+                    created,
+                },
+                channel: None,
+                child: None,
+            },
+        );
+    }
+    let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => {
+            remove(&s, &id);
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("socketpair: {e}"),
+            );
+        }
+    };
+    let child = tokio::process::Command::new(&s.config.keep_bin)
+        .args([
+            "--channel-fd",
+            "0",
+            "--sandbox",
+            "--tls",
+            "--backend",
+            "process",
+        ])
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .env_clear()
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            remove(&s, &id);
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start the keep loader: {e}"),
+            );
+        }
+    };
+    let info = {
+        let Ok(mut m) = s.keeps.lock() else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned");
+        };
+        let Some(k) = m.get_mut(&id) else {
+            return error(StatusCode::GONE, "keep deleted while starting");
+        };
+        k.channel = Some(ours);
+        k.child = Some(child);
+        k.info.clone()
+    };
+    // The reaper: a Keep that exits (or crashes) is reported and forgotten; it never
+    // takes the daemon down.
+    let reaper_state = s.clone();
+    let reaper_id = id.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let Ok(mut m) = reaper_state.keeps.lock() else {
+                return;
+            };
+            let Some(k) = m.get_mut(&reaper_id) else {
+                return;
+            };
+            let Some(child) = k.child.as_mut() else {
+                continue;
+            };
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    info!(id = %reaper_id, "keep exited: {status}");
+                    m.remove(&reaper_id);
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(id = %reaper_id, "cannot wait for keep: {e}");
+                    m.remove(&reaper_id);
+                    return;
+                }
+            }
+        }
+    });
+    info!(%id, backend = %req.backend, "keep started");
+    cbor(StatusCode::CREATED, &info)
+}
+
+fn remove(s: &AppState, id: &str) {
+    if let Ok(mut m) = s.keeps.lock() {
+        m.remove(id);
+    }
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    rustix::rand::getrandom(buf, rustix::rand::GetRandomFlags::empty())
+        .map(|_| ())
+        .map_err(std::io::Error::from)
+}
+
+async fn connect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    mut req: Request<Body>,
+) -> Response {
+    let wants_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("ward-keep"));
+    if !wants_upgrade {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "connect needs `Upgrade: ward-keep`",
+        );
+    }
+    let channel = {
+        let Ok(mut m) = s.keeps.lock() else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned");
+        };
+        let Some(k) = m.get_mut(&id) else {
+            return error(StatusCode::NOT_FOUND, format!("no keep {id}"));
+        };
+        let Some(ch) = k.channel.take() else {
+            return error(
+                StatusCode::CONFLICT,
+                format!("keep {id} already has a client"),
+            );
+        };
+        k.info.state = KeepState::Connected;
+        ch
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let relay = async {
+            let upgraded = on_upgrade.await.map_err(|e| e.to_string())?;
+            channel.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let mut keep = tokio::net::UnixStream::from_std(channel).map_err(|e| e.to_string())?;
+            let mut client = TokioIo::new(upgraded);
+            tokio::io::copy_bidirectional(&mut client, &mut keep)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match relay.await {
+            Ok((up, down)) => info!(%id, up, down, "tunnel closed"),
+            Err(e) => info!(%id, "tunnel ended: {e}"),
+        }
+        // The client is gone: its Keep goes too, so nothing is left behind.
+        let keep = s.keeps.lock().ok().and_then(|mut m| m.remove(&id));
+        if let Some(mut k) = keep {
+            if let Some(c) = k.child.as_mut() {
+                let _ = c.kill().await;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "ward-keep")
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
