@@ -112,7 +112,7 @@ pub fn assert_clean_failure(o: &Output, code: i32, needle: &str) {
     assert!(!err.contains("panicked"), "panic: {err}");
     let lines: Vec<&str> = err
         .lines()
-        .filter(|l| l.starts_with("ward:") && !l.contains("warning"))
+        .filter(|l| l.starts_with("ward:") && !l.to_lowercase().contains("warning"))
         .collect();
     assert_eq!(lines.len(), 1, "expected one ward: line, got: {err}");
     assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");

@@ -1,0 +1,330 @@
+//! `ward deploy` through `ward host serve`, and an adversarial host: a relay that
+//! records or tampers with every byte between client and host.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+
+/// A running `ward host serve`, killed on drop.
+struct Daemon {
+    child: Child,
+    addr: String,
+    _state: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn daemon(max_keeps: &str) -> Daemon {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([
+            "host",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-keeps",
+            max_keeps,
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("daemon exited").unwrap();
+        if let Some(rest) = line.split("listening on https://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Daemon {
+        child,
+        addr,
+        _state: state,
+    }
+}
+
+fn deploy(host: &str, extra: &[&str]) -> std::process::Output {
+    let url = format!("https://{host}");
+    let hello = root().join("examples/hello.wasm");
+    let mut args = vec!["deploy", hello.to_str().unwrap(), "--host", url.as_str()];
+    args.extend_from_slice(extra);
+    ward_with(&args, b"", Duration::from_secs(120))
+}
+
+fn need_hello() -> bool {
+    example("hello.wasm").is_some()
+}
+
+#[test]
+fn deploy_runs_the_workload_and_streams_its_output() {
+    if !need_hello() {
+        return;
+    }
+    let d = daemon("8");
+    let o = deploy(&d.addr, &["--insecure", "--", "remote"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        out.contains("Hello from a Ward Keep!") && out.contains("arg 1: remote"),
+        "{out}"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("verified: none measurement") && err.contains("INSECURE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn software_keep_is_refused_without_insecure() {
+    if !need_hello() {
+        return;
+    }
+    let d = daemon("8");
+    let o = deploy(&d.addr, &[]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("no hardware protection"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty(), "nothing may run");
+}
+
+/// A TCP relay in front of the daemon. Records every byte; optionally flips the byte
+/// at offset `flip` of the host→client direction of the second connection (the tunnel).
+fn relay(target: String, flip: Option<usize>) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let record = Arc::new(Mutex::new(Vec::new()));
+    let rec = record.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(client) = conn else { return };
+            let Ok(server) = TcpStream::connect(&target) else {
+                return;
+            };
+            let pump = |mut from: TcpStream,
+                        mut to: TcpStream,
+                        flip: Option<usize>,
+                        rec: Arc<Mutex<Vec<u8>>>| {
+                std::thread::spawn(move || {
+                    let mut seen = 0usize;
+                    let mut buf = [0u8; 16384];
+                    while let Ok(k) = from.read(&mut buf) {
+                        if k == 0 {
+                            break;
+                        }
+                        if let Some(at) = flip {
+                            if at >= seen && at < seen + k {
+                                buf[at - seen] ^= 0x01;
+                            }
+                        }
+                        seen += k;
+                        rec.lock().unwrap().extend_from_slice(&buf[..k]);
+                        if to.write_all(&buf[..k]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            };
+            let down_flip = if n == 1 { flip } else { None };
+            pump(
+                client.try_clone().unwrap(),
+                server.try_clone().unwrap(),
+                None,
+                rec.clone(),
+            );
+            pump(server, client, down_flip, rec.clone());
+        }
+    });
+    (addr, record)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn host_sees_only_ciphertext() {
+    let Some(hello) = example("hello.wasm") else {
+        return;
+    };
+    let d = daemon("8");
+    let (addr, record) = relay(d.addr.clone(), None);
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("token");
+    std::fs::write(&secret, "SECRET-VALUE-4f1e9a").unwrap();
+    let spec = format!("TOKEN=@{}", secret.display());
+    let o = deploy(
+        &addr,
+        &["--insecure", "--secret", &spec, "--", "ARG-MARKER-77"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ARG-MARKER-77"));
+    let rec = record.lock().unwrap().clone();
+    assert!(
+        rec.len() > 10_000,
+        "the relay saw the traffic ({} bytes)",
+        rec.len()
+    );
+    let module = std::fs::read(hello).unwrap();
+    for (what, needle) in [
+        ("the secret", &b"SECRET-VALUE-4f1e9a"[..]),
+        ("an argument", b"ARG-MARKER-77"),
+        ("the output", b"Hello from a Ward Keep"),
+        (
+            "the module",
+            &module[module.len() / 2..module.len() / 2 + 48],
+        ),
+    ] {
+        assert!(!contains(&rec, needle), "{what} crossed the host in clear");
+    }
+}
+
+#[test]
+fn a_flipped_byte_aborts_the_deployment() {
+    if !need_hello() {
+        return;
+    }
+    let d = daemon("8");
+    // Byte 1500 of the tunnel connection, host→client: past the handshake with the
+    // host, in the records that carry the Keep's certificate.
+    let (addr, _) = relay(d.addr.clone(), Some(1500));
+    let o = deploy(&addr, &["--insecure"]);
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "tampering went unnoticed: {}",
+        stderr(&o)
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("Hello"),
+        "output from a tampered session"
+    );
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    // The client says why: a TLS failure (bad record MAC or a broken handshake).
+    assert!(
+        err.to_lowercase().contains("tls")
+            || err.contains("decrypt")
+            || err.contains("attestation"),
+        "{err}"
+    );
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn children(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn fifty_concurrent_deploys_and_no_leaks() {
+    if !need_hello() {
+        return;
+    }
+    let d = daemon("64");
+    let pid = d.child.id();
+    // One deploy to warm up, then the baseline.
+    assert_eq!(deploy(&d.addr, &["--insecure"]).status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(500));
+    let (fds, kids) = (fd_count(pid), children(pid));
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            let addr = d.addr.clone();
+            std::thread::spawn(move || deploy(&addr, &["--insecure", "-q", "--", &format!("n{i}")]))
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let o = h.join().unwrap();
+        assert_eq!(o.status.code(), Some(0), "deploy {i}: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("arg 1: n{i}")));
+    }
+    // Keeps are reaped asynchronously; give the reaper a moment.
+    let mut settled = false;
+    for _ in 0..50 {
+        if fd_count(pid) <= fds && children(pid) <= kids {
+            settled = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        settled,
+        "fds {} (baseline {fds}), children {} (baseline {kids})",
+        fd_count(pid),
+        children(pid)
+    );
+}
+
+#[test]
+fn bad_host_urls_and_refusals_are_one_line_errors() {
+    let o = ward(&["deploy", "x.wasm", "--host", "http://127.0.0.1:1"]);
+    assert_clean_failure(&o, 125, "cannot read");
+    if !need_hello() {
+        return;
+    }
+    let hello = root().join("examples/hello.wasm");
+    let o = ward(&[
+        "deploy",
+        hello.to_str().unwrap(),
+        "--host",
+        "http://127.0.0.1:1",
+        "--insecure",
+    ]);
+    assert_clean_failure(&o, 125, "https://HOST:PORT");
+    let o = ward(&[
+        "deploy",
+        hello.to_str().unwrap(),
+        "--host",
+        "https://127.0.0.1:1",
+        "--insecure",
+        "-q",
+    ]);
+    assert_clean_failure(&o, 125, "cannot reach the host");
+    let d = daemon("8");
+    let o = ward(&[
+        "deploy",
+        hello.to_str().unwrap(),
+        "--host",
+        &format!("https://{}", d.addr),
+        "--backend",
+        "sgx",
+        "--insecure",
+        "-q",
+    ]);
+    assert_clean_failure(&o, 125, "not offered here");
+}
