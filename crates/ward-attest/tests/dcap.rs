@@ -1,5 +1,7 @@
 //! Intel TDX and SGX quotes (dcap-qvl) on the real vectors, at their pinned times.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -7,23 +9,7 @@ use ward_attest::verify::{verify, Policy, VerifyError};
 use ward_attest::{Collateral, Evidence, TeeKind};
 
 fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("WARD_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/vectors"
-            ))
-        });
-    if dir.join("tdx").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: attestation vectors not found at {} (set WARD_VECTORS)",
-            dir.display()
-        );
-        None
-    }
+    common::vectors_with("tdx")
 }
 
 fn at(secs: u64) -> SystemTime {

@@ -1,6 +1,8 @@
 //! SEV-SNP verification: real Milan vectors (skipped, loudly, when absent) and
 //! synthetic reports signed by a key the test generates.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,23 +12,7 @@ use ward_attest::verify::{verify, Policy, VerifyError};
 use ward_attest::{Collateral, Evidence, TeeKind};
 
 fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("WARD_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/vectors"
-            ))
-        });
-    if dir.join("snp").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: attestation vectors not found at {} (set WARD_VECTORS)",
-            dir.display()
-        );
-        None
-    }
+    common::vectors_with("snp")
 }
 
 /// 2025-01-01T00:00:00Z, inside every SNP vector's window.

@@ -1,6 +1,8 @@
 //! `none` evidence is refused unless the policy consents, visibly; ASVKs (which sign
 //! VLEKs) chain to the built-in ARKs; every vector fails a day outside its window.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -9,23 +11,7 @@ use ward_attest::verify::{verify, Policy, VerifyError};
 use ward_attest::{Collateral, Evidence, TeeKind};
 
 fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("WARD_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/vectors"
-            ))
-        });
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: attestation vectors not found at {} (set WARD_VECTORS)",
-            dir.display()
-        );
-        None
-    }
+    common::vectors_with(".")
 }
 
 #[test]
