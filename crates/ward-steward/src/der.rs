@@ -1,0 +1,71 @@
+//! The two bits of DER the Steward writes and reads by hand: an OCTET STRING around
+//! CBOR bytes (the value of Ward's extensions).
+
+/// DER OCTET STRING around `content`.
+pub(crate) fn octet_string(content: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x04];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The contents of a DER OCTET STRING that is exactly `der` (no trailing bytes).
+pub(crate) fn parse_octet_string(der: &[u8]) -> Option<&[u8]> {
+    if *der.first()? != 0x04 {
+        return None;
+    }
+    let first = *der.get(1)?;
+    let (len, hdr) = if first < 0x80 {
+        (first as usize, 2usize)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let bytes = der.get(2..2 + n)?;
+        if bytes[0] == 0 {
+            return None;
+        }
+        let len = bytes.iter().fold(0usize, |a, x| (a << 8) | *x as usize);
+        if len < 0x80 {
+            return None;
+        }
+        (len, 2 + n)
+    };
+    if hdr.checked_add(len)? != der.len() {
+        return None;
+    }
+    der.get(hdr..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_strictness() {
+        for n in [0usize, 1, 127, 128, 255, 256, 70_000] {
+            let c = vec![7u8; n];
+            assert_eq!(parse_octet_string(&octet_string(&c)), Some(&c[..]));
+        }
+        let mut long = octet_string(&[1; 10]);
+        long.push(0);
+        assert_eq!(parse_octet_string(&long), None);
+        assert_eq!(parse_octet_string(&[0x04, 0x81, 0x01, 0x00]), None);
+        assert_eq!(parse_octet_string(&[0x30, 0x00]), None);
+        assert_eq!(parse_octet_string(&[0x04, 0x05, 0x00]), None);
+        assert_eq!(parse_octet_string(&[]), None);
+    }
+}
