@@ -2,6 +2,7 @@
 
 mod attest;
 mod deploy;
+mod measure;
 mod remote;
 mod run;
 
@@ -43,6 +44,8 @@ enum Command {
     /// Verify and inspect attestation evidence.
     #[command(subcommand)]
     Attest(attest::AttestCommand),
+    /// Print the launch measurement a Keep's evidence will carry, without starting one.
+    Measure(measure::MeasureArgs),
 }
 
 #[derive(Subcommand)]
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Attest(cmd) => attest::run(cmd),
         Command::Deploy(args) => deploy::run(args),
         Command::Host(cmd) => host(cmd),
+        Command::Measure(args) => measure::run(args),
     };
     match result {
         Ok(code) => code,

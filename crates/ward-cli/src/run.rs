@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ward_host::{find_keep_binary, KeepEvent, ProcessKeep, Session};
+use ward_host::{find_keep_binary, KeepEvent, LocalKeep, ProcessKeep, Session};
 use ward_proto::{SandboxStatus, StdioMode, WorkloadConfig, WorkloadOutcome, MAX_WORKLOAD_LEN};
 
 /// Backends `ward run` can start.
@@ -16,6 +16,10 @@ pub(crate) enum Backend {
     /// A sandboxed child process (seccomp, landlock, namespaces). No hardware
     /// isolation: the host can read it.
     Process,
+    /// A micro-VM on /dev/kvm (ward-vmm + ward-shim) running the same ward-keep.
+    /// Guest memory = [limits] memory + 256 MiB. Without SEV-SNP/TDX the host can
+    /// still read it; it is the Keep that becomes confidential on such hardware.
+    Kvm,
 }
 
 /// Arguments of `ward run`.
@@ -59,8 +63,18 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "workload.wasm".into());
 
     let keep_bin = find_keep_binary().map_err(anyhow::Error::msg)?;
-    let Backend::Process = args.backend;
-    let mut keep = ProcessKeep::spawn(&keep_bin)?;
+    let mut keep = match args.backend {
+        Backend::Process => LocalKeep::Process(ProcessKeep::spawn(&keep_bin)?),
+        Backend::Kvm => {
+            let vm = ward_host::local::kvm_keep_config(
+                &keep_bin,
+                cfg.limits.memory_bytes,
+                cfg.limits.wall_time_ms.map(Duration::from_millis),
+                false,
+            )?;
+            LocalKeep::launch_kvm(&vm)?
+        }
+    };
     let channel = keep.take_channel().context("keep channel")?;
     let writer = channel.try_clone().context("keep channel")?;
     let mut session = Session::new(channel, writer);
@@ -70,27 +84,38 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut events = |e: KeepEvent| handle_event(e, quiet, &mut stdout);
 
     let spec = ward_host::launch_spec(&name, &module, cfg.clone());
-    session.launch(&spec, &module, &mut events)?;
+    if let Err(e) = session.launch(&spec, &module, &mut events) {
+        // A Keep that died while starting explains more than the broken channel.
+        drop(session);
+        return match keep.finish() {
+            Ok(Some(how)) => Err(anyhow::anyhow!("{e} ({how})")),
+            _ => Err(e.into()),
+        };
+    }
     drop(module);
     if cfg.stdin == StdioMode::Forward {
         session.forward_stdin(Box::new(std::io::stdin()))?;
     }
 
     // The Keep enforces wall_time itself; this is the backstop if it cannot.
-    let _watchdog = cfg.limits.wall_time_ms.map(|ms| watchdog(keep.id(), ms));
+    let _watchdog = cfg
+        .limits
+        .wall_time_ms
+        .zip(keep.pid())
+        .map(|(ms, pid)| watchdog(pid, ms));
     let outcome = session.wait(&mut events);
     let _ = std::io::stdout().flush();
     let outcome = match outcome {
         Ok(o) => o,
-        Err(e) => {
-            let status = keep.wait().ok();
-            match status {
-                Some(s) if !s.success() => bail!("{e} (keep exited: {s})"),
-                _ => return Err(e.into()),
-            }
-        }
+        Err(e) => match keep.finish() {
+            Ok(Some(how)) => bail!("{e} ({how})"),
+            _ => return Err(e.into()),
+        },
     };
-    drop(keep);
+    if let Ok(Some(how)) = keep.finish() {
+        // The workload's outcome arrived, but the Keep did not end cleanly.
+        tracing::warn!("{how}");
+    }
 
     Ok(report_outcome(&outcome.report, &cfg.limits))
 }

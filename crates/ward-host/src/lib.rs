@@ -11,8 +11,10 @@
 #![warn(missing_docs)]
 
 pub mod daemon;
+pub mod local;
 pub mod process;
 pub mod session;
 
+pub use local::LocalKeep;
 pub use process::{find_keep_binary, ProcessKeep};
 pub use session::{hex, launch_spec, KeepEvent, LaunchError, Session, SessionOutcome};

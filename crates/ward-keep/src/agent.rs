@@ -170,6 +170,8 @@ where
         &RuntimeOptions {
             signals_based_traps: !opts.vm,
             parallel_compilation: !opts.vm,
+            large_reservations: !opts.vm,
+            epoll: !opts.vm,
         },
     )?;
     let out = |stream| -> Option<Arc<dyn ward_runtime::stdio::WorkloadOutput>> {

@@ -51,8 +51,24 @@ fn internal(what: &str, e: impl std::fmt::Display) -> AgentError {
     AgentError::new(KeepErrorKind::Internal, format!("{what}: {e}"))
 }
 
-/// The launch measurement of a process Keep: SHA-384 of the agent binary.
-fn measurement() -> Result<Vec<u8>, AgentError> {
+/// Where a kvm Keep's shim serves the launch measurement the VMM computed over the
+/// initial guest image (docs/kvm.md).
+const KVM_MEASUREMENT: &str = "/dev/ward/launch-measurement";
+
+/// The launch measurement: for a kvm Keep, the guest image's SHA-384 (from the
+/// shim); for a process Keep, SHA-384 of the agent binary.
+fn measurement(opts: &AgentOptions) -> Result<Vec<u8>, AgentError> {
+    if opts.vm {
+        let m = std::fs::read(KVM_MEASUREMENT)
+            .map_err(|e| internal("cannot read the launch measurement", e))?;
+        if m.len() != 48 {
+            return Err(internal(
+                "launch measurement",
+                format!("{} bytes, not 48", m.len()),
+            ));
+        }
+        return Ok(m);
+    }
     let mut exe = std::fs::File::open("/proc/self/exe")
         .map_err(|e| internal("cannot read the agent binary", e))?;
     let mut hasher = Sha384::new();
@@ -74,7 +90,7 @@ pub(crate) fn serve(mut channel: UnixStream, opts: &AgentOptions) -> Result<(), 
             hello.nonce.len()
         )));
     }
-    let launch = measurement()?;
+    let launch = measurement(opts)?;
     let id = ratls::issue::identity(&hello.nonce, |rd| Evidence::software(launch, rd))
         .map_err(|e| internal("RA-TLS", e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

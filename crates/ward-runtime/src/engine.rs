@@ -49,6 +49,14 @@ pub struct RuntimeOptions {
     pub signals_based_traps: bool,
     /// Compile functions on several threads.
     pub parallel_compilation: bool,
+    /// Reserve large virtual ranges (4 GiB + guards) per linear memory, so growth
+    /// never moves it. VM Keeps, whose every mapped page is real guest memory, turn
+    /// this off: memories are then sized to what they use and moved on growth.
+    pub large_reservations: bool,
+    /// The OS offers epoll, which wasmtime-wasi's shared tokio runtime needs for its
+    /// I/O driver. The kvm shim does not: VM Keeps run WASI calls on a private
+    /// timer-only runtime instead (one worker thread).
+    pub epoll: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -56,6 +64,8 @@ impl Default for RuntimeOptions {
         Self {
             signals_based_traps: true,
             parallel_compilation: true,
+            large_reservations: true,
+            epoll: true,
         }
     }
 }
@@ -63,6 +73,9 @@ impl Default for RuntimeOptions {
 /// A wasmtime engine configured for one workload's limits.
 pub struct Runtime {
     engine: Engine,
+    /// The tokio runtime WASI calls run on when the ambient one (which needs epoll)
+    /// cannot be used; see [`RuntimeOptions::epoll`].
+    wasi_tokio: Option<tokio::runtime::Runtime>,
 }
 
 /// A compiled workload.
@@ -141,8 +154,26 @@ impl Runtime {
             .epoch_interruption(limits.wall_time_ms.is_some())
             .consume_fuel(limits.fuel.is_some())
             .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(20));
+        if !opts.large_reservations {
+            config
+                .memory_reservation(0)
+                .memory_guard_size(0)
+                .guard_before_linear_memory(false)
+                .memory_reservation_for_growth(1 << 20);
+        }
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        Ok(Self { engine })
+        let wasi_tokio = if opts.epoll {
+            None
+        } else {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(4)
+                .enable_time()
+                .build()
+                .map_err(|e| RuntimeError::Engine(format!("tokio runtime for WASI: {e}")))?;
+            Some(rt)
+        };
+        Ok(Self { engine, wasi_tokio })
     }
 
     /// Compiles a module or component (binary, or WAT text).
@@ -275,6 +306,8 @@ impl Runtime {
     ) -> Result<ExitReport, RuntimeError> {
         let limits = prepared.limits;
         let _deadline = self.arm_deadline(&limits);
+        // wasmtime-wasi runs its calls on the current tokio runtime when there is one.
+        let _tokio = self.wasi_tokio.as_ref().map(|rt| rt.enter());
         match workload {
             LoadedWorkload::Module(module) => {
                 let state = P1State {

@@ -1,0 +1,122 @@
+//! Keeps on this machine, whichever backend started them: a sandboxed process or a
+//! kvm micro-VM. Both speak the same CBOR frames on their channel.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use ward_vmm::{GuestExit, KvmKeep, KvmKeepConfig};
+
+use crate::ProcessKeep;
+
+/// Memory a kvm Keep needs besides the workload's linear memory: ward-keep, the
+/// wasmtime engine and compiled code, stacks, and the workload's own allocations.
+pub const KVM_KEEP_OVERHEAD: u64 = 256 << 20;
+
+/// Guest memory is mapped in 2 MiB pages.
+const GUEST_PAGE: u64 = 2 << 20;
+
+/// Largest guest ward-vmm accepts.
+const MAX_GUEST_MEMORY: u64 = 16 << 30;
+
+/// Extra time a kvm Keep gets past its workload's wall-time limit before the VMM stops
+/// it (compiling the module and reporting the outcome happen inside that window).
+const KVM_DEADLINE_SLACK: Duration = Duration::from_secs(5);
+
+/// The guest memory size of a kvm Keep whose workload may use `workload_memory` bytes
+/// of linear memory.
+pub fn kvm_guest_memory(workload_memory: u64) -> u64 {
+    let want = workload_memory.saturating_add(KVM_KEEP_OVERHEAD);
+    want.div_ceil(GUEST_PAGE)
+        .saturating_mul(GUEST_PAGE)
+        .min(MAX_GUEST_MEMORY)
+}
+
+/// The configuration of a kvm Keep: the same `ward-keep` binary, its argv and the guest
+/// memory size, all of which are part of the launch measurement. `tls` selects
+/// remote-deployment mode (RA-TLS inside the Keep). The wall-time bound, if any, is
+/// enforced by the VMM, since the guest has no preemption.
+pub fn kvm_keep_config(
+    keep_bin: &Path,
+    workload_memory: u64,
+    wall_time: Option<Duration>,
+    tls: bool,
+) -> Result<KvmKeepConfig, ward_vmm::VmmError> {
+    let mut args = vec!["ward-keep", "--channel-fd", "3", "--backend", "kvm"];
+    if tls {
+        args.push("--tls");
+    }
+    let mut cfg = KvmKeepConfig::from_path(keep_bin, kvm_guest_memory(workload_memory))?.args(args);
+    if let Some(t) = wall_time {
+        cfg = cfg.timeout(t + KVM_DEADLINE_SLACK);
+    }
+    Ok(cfg)
+}
+
+/// A Keep on this machine.
+pub enum LocalKeep {
+    /// A sandboxed child process.
+    Process(ProcessKeep),
+    /// A micro-VM.
+    Kvm(KvmKeep),
+}
+
+impl LocalKeep {
+    /// Starts a kvm Keep; says why when `/dev/kvm` cannot be used.
+    pub fn launch_kvm(cfg: &KvmKeepConfig) -> io::Result<Self> {
+        ward_vmm::kvm_available().map_err(|why| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the kvm backend needs KVM: {why}"),
+            )
+        })?;
+        ward_vmm::launch(cfg)
+            .map(Self::Kvm)
+            .map_err(|e| io::Error::other(format!("cannot start the kvm Keep: {e}")))
+    }
+
+    /// Takes the host end of the channel (once).
+    pub fn take_channel(&mut self) -> Option<UnixStream> {
+        match self {
+            Self::Process(p) => p.take_channel(),
+            Self::Kvm(k) => k.take_channel(),
+        }
+    }
+
+    /// The process id of a process Keep (for watchdogs); `None` for a VM, whose VMM
+    /// enforces its own deadline.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Process(p) => Some(p.id()),
+            Self::Kvm(_) => None,
+        }
+    }
+
+    /// Stops the Keep now.
+    pub fn kill(&mut self) -> io::Result<()> {
+        match self {
+            Self::Process(p) => p.kill(),
+            Self::Kvm(k) => {
+                k.kill();
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the Keep to end. `Ok(None)` when it ended normally; otherwise a
+    /// one-line account of how it failed (exit status, or the guest's fault with
+    /// registers).
+    pub fn finish(self) -> io::Result<Option<String>> {
+        match self {
+            Self::Process(mut p) => {
+                let status = p.wait()?;
+                Ok((!status.success()).then(|| format!("keep exited: {status}")))
+            }
+            Self::Kvm(k) => match k.wait().map_err(|e| io::Error::other(e.to_string()))? {
+                GuestExit::Exited(0) => Ok(None),
+                other => Ok(Some(format!("kvm keep: {other}"))),
+            },
+        }
+    }
+}
