@@ -559,7 +559,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Parses `2025-01-01T00:00:00Z` (UTC only) or Unix seconds.
-fn parse_time(t: &str) -> anyhow::Result<SystemTime> {
+pub(crate) fn parse_time(t: &str) -> anyhow::Result<SystemTime> {
     if let Ok(secs) = t.parse::<u64>() {
         return Ok(UNIX_EPOCH + Duration::from_secs(secs));
     }

@@ -5,6 +5,7 @@ mod deploy;
 mod measure;
 mod remote;
 mod run;
+mod steward;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,9 @@ enum Command {
     /// Verify and inspect attestation evidence.
     #[command(subcommand)]
     Attest(attest::AttestCommand),
+    /// Run the Steward, an attestation CA that certifies Keeps (see docs/steward.md).
+    #[command(subcommand)]
+    Steward(steward::StewardCommand),
     /// Print the launch measurement a Keep's evidence will carry, without starting one.
     Measure(measure::MeasureArgs),
 }
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Config(cmd) => config(cmd),
         Command::Attest(cmd) => attest::run(cmd),
+        Command::Steward(cmd) => steward::run(cmd),
         Command::Deploy(args) => deploy::run(args),
         Command::Host(cmd) => host(cmd),
         Command::Measure(args) => measure::run(args),

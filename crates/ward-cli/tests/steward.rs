@@ -1,0 +1,236 @@
+//! `ward steward` end to end: the real binary serving on 127.0.0.1:0 (killed when
+//! each test ends), and `ward steward ca`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::SystemTime;
+
+use ward_steward::client::{Client, Outcome};
+use ward_steward::request::{self, CsrContext};
+
+fn ward() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+}
+
+/// A running `ward steward serve`, killed on drop.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(ca_dir: &Path, policy: &Path, extra: &[&str]) -> Serve {
+    let mut child = ward()
+        .args(["steward", "serve", "--listen", "127.0.0.1:0", "--ca-dir"])
+        .arg(ca_dir)
+        .arg("--policy")
+        .arg(policy)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let addr = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("ward steward serve exited: {seen:?}");
+        };
+        if let Some(rest) = line.split("listening on https://").nth(1) {
+            break rest.split('/').next().unwrap().parse().unwrap();
+        }
+        seen.push(line);
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Serve { child, addr }
+}
+
+fn ca_pem(ca_dir: &Path) -> (String, String) {
+    let out = ward()
+        .args(["steward", "ca", "--json", "--ca-dir"])
+        .arg(ca_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["pem"].as_str().unwrap().to_string(),
+        v["fingerprint_sha256"].as_str().unwrap().to_string(),
+    )
+}
+
+fn ca_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+fn write_policy(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn attest(addr: SocketAddr, ca: &[u8], csr: Vec<u8>) -> Outcome {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        Client::new(addr, "localhost", ca)
+            .unwrap()
+            .attest(csr)
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn serve_issues_for_software_evidence_and_keeps_its_ca_across_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let policy = write_policy(tmp.path(), "insecure_allow_software = true\n");
+    let (pem, fp) = ca_pem(&ca_dir);
+    let ca = ca_der(&pem);
+    let ctx = CsrContext::new(SystemTime::now(), vec![5; 32]);
+    let csr = request::software_csr(&["keep.test".into()], vec![1; 48], &ctx)
+        .unwrap()
+        .0;
+    {
+        let s = serve(&ca_dir, &policy, &["--validity", "10m"]);
+        let unix = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let before = unix(SystemTime::now());
+        let outcome = attest(s.addr, &ca, csr.clone());
+        let after = unix(SystemTime::now());
+        match outcome {
+            Outcome::Issued(r) => {
+                assert_eq!(r.ca, ca);
+                assert_eq!(r.claims.kind, "none");
+                assert_eq!(r.claims.workload, vec![5; 32]);
+                // --validity 10m: issued "now" + 600 s.
+                assert!(
+                    (before + 600..=after + 600).contains(&r.not_after),
+                    "{before} {} {after}",
+                    r.not_after
+                );
+            }
+            Outcome::Rejected { body, .. } => panic!("{}", body.message),
+        }
+    }
+    // Restarted: same CA, the record remembers the CSR.
+    let s = serve(&ca_dir, &policy, &[]);
+    match attest(s.addr, &ca, csr) {
+        Outcome::Rejected { status, body } => {
+            assert_eq!((status, body.reason_code.as_str()), (409, "replay"))
+        }
+        Outcome::Issued(_) => panic!("a replayed CSR was issued"),
+    }
+    drop(s);
+    assert_eq!(ca_pem(&ca_dir).1, fp);
+}
+
+#[test]
+fn serve_refuses_software_evidence_under_the_default_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let policy = write_policy(tmp.path(), "");
+    let ca = ca_der(&ca_pem(&ca_dir).0);
+    let s = serve(&ca_dir, &policy, &[]);
+    let ctx = CsrContext::new(SystemTime::now(), vec![]);
+    let csr = request::software_csr(&["keep.test".into()], vec![], &ctx)
+        .unwrap()
+        .0;
+    match attest(s.addr, &ca, csr) {
+        Outcome::Rejected { status, body } => assert_eq!(
+            (status, body.reason_code.as_str()),
+            (403, "evidence-software-not-allowed")
+        ),
+        Outcome::Issued(_) => panic!("software evidence issued under a strict policy"),
+    }
+}
+
+#[test]
+fn serve_verifies_the_enarx_vector_at_a_pinned_time() {
+    let dir = std::env::var_os("WARD_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/vectors"
+            ))
+        });
+    let Ok(csr) = std::fs::read(dir.join("enarx-steward/snp-milan.csr")) else {
+        eprintln!(
+            "skipping: no Enarx CSR vector under {} (set WARD_VECTORS)",
+            dir.display()
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let policy = write_policy(tmp.path(), "");
+    let ca = ca_der(&ca_pem(&ca_dir).0);
+    let s = serve(&ca_dir, &policy, &["--at", "2025-01-01T00:00:00Z"]);
+    match attest(s.addr, &ca, csr) {
+        Outcome::Issued(r) => {
+            assert_eq!(
+                (r.claims.format.as_str(), r.claims.kind.as_str()),
+                ("enarx", "snp")
+            );
+            assert!(r.notes.iter().any(|n| n.contains("CRL")), "{:?}", r.notes);
+        }
+        Outcome::Rejected { body, .. } => panic!("{}: {}", body.reason_code, body.message),
+    }
+}
+
+#[test]
+fn serve_rejects_bad_arguments_before_listening() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let pinned = write_policy(
+        tmp.path(),
+        &format!("report_data = \"{}\"\n", "00".repeat(64)),
+    );
+    let out = ward()
+        .args(["steward", "serve", "--listen", "127.0.0.1:0", "--ca-dir"])
+        .arg(&ca_dir)
+        .arg("--policy")
+        .arg(&pinned)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("report_data"), "{err}");
+    let out = ward()
+        .args([
+            "steward",
+            "serve",
+            "--validity",
+            "1w",
+            "--policy",
+            "p",
+            "--ca-dir",
+        ])
+        .arg(&ca_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit"));
+}
