@@ -186,7 +186,9 @@ pub fn parse(text: &str, base: &Path) -> Result<WorkloadConfig, (usize, String)>
                 let line = line_of(m.span().start);
                 match m.into_inner() {
                     SizeOrText::Bytes(b) => b,
-                    SizeOrText::Text(t) => parse_size(&t).map_err(|e| (line, e))?,
+                    SizeOrText::Text(t) => {
+                        parse_size(&t).map_err(|e| (line, format!("[limits] memory: {e}")))?
+                    }
                 }
             }
         },
@@ -194,7 +196,10 @@ pub fn parse(text: &str, base: &Path) -> Result<WorkloadConfig, (usize, String)>
             None => None,
             Some(t) => {
                 let line = line_of(t.span().start);
-                Some(parse_duration_ms(t.get_ref()).map_err(|e| (line, e))?)
+                Some(
+                    parse_duration_ms(t.get_ref())
+                        .map_err(|e| (line, format!("[limits] wall_time: {e}")))?,
+                )
             }
         },
         fuel: limits.fuel,
