@@ -248,7 +248,25 @@ pub struct KvmKeep {
     measurement: Arc<vcpu::Measurement>,
 }
 
+/// Stops a kvm Keep from another thread, e.g. while a reaper owns the [`KvmKeep`] in
+/// [`KvmKeep::wait`]. It may block briefly until the vCPU has left the guest.
+#[derive(Clone)]
+pub struct KeepStopper(Arc<vcpu::Stop>);
+
+impl KeepStopper {
+    /// Stops the guest; its `wait` then returns [`GuestExit::Killed`] (unless it had
+    /// already ended).
+    pub fn stop(&self) {
+        self.0.request(false);
+    }
+}
+
 impl KvmKeep {
+    /// A handle that can stop this guest after [`KvmKeep::wait`] has taken it.
+    pub fn stopper(&self) -> KeepStopper {
+        KeepStopper(self.stop.clone())
+    }
+
     /// The host end of the guest's fd 3 (the Keep channel). `Some` once.
     pub fn take_channel(&mut self) -> Option<UnixStream> {
         self.channel.take()
