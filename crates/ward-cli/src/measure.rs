@@ -14,7 +14,8 @@ use crate::run::Backend;
 
 /// Arguments of `ward measure`.
 #[derive(clap::Args)]
-#[command(after_help = "The value is what `ward deploy` sees in the Keep's evidence. Pin it in a
+#[command(
+    after_help = "The value is what `ward deploy` sees in the Keep's evidence. Pin it in a
 policy (`ward attest policy init`) to accept only this build:
 
   ward measure --backend kvm --config Ward.toml
@@ -22,7 +23,8 @@ policy (`ward attest policy init`) to accept only this build:
 kvm: SHA-384 over the initial guest image (shim, ward-keep, page tables, argv, guest
 memory size); see docs/kvm.md. The guest memory size comes from [limits] memory, so
 measure with the same Ward.toml you deploy with.
-process: SHA-384 of the ward-keep binary.")]
+process: SHA-384 of the ward-keep binary."
+)]
 pub(crate) struct MeasureArgs {
     /// Kind of Keep.
     #[arg(long, value_enum, default_value = "kvm")]
@@ -45,12 +47,8 @@ pub(crate) fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
     let (digest, memory) = match args.backend {
         Backend::Kvm => {
             // Remote Keeps, the ones with evidence, run ward-keep with --tls.
-            let vm = ward_host::local::kvm_keep_config(
-                &keep_bin,
-                cfg.limits.memory_bytes,
-                None,
-                true,
-            )?;
+            let vm =
+                ward_host::local::kvm_keep_config(&keep_bin, cfg.limits.memory_bytes, None, true)?;
             let digest = ward_vmm::measure(&vm).context("measuring the kvm guest image")?;
             (digest.to_vec(), Some(vm.memory_bytes))
         }

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod daemon;
+pub mod loader;
 pub mod local;
 pub mod process;
 pub mod session;

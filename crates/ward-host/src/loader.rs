@@ -1,0 +1,141 @@
+//! Keep loaders for `ward host serve`: one per Keep, a sandboxed `ward-keep` process or
+//! a kvm micro-VM, both in remote-deployment (`--tls`) mode. The daemon only needs to
+//! poll whether a Keep has ended and to stop it.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ward_vmm::{GuestExit, KeepStopper};
+
+/// Backends this build can offer.
+pub const BACKENDS: &[&str] = &["process", "kvm"];
+
+/// How a Keep ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepEnd {
+    /// It exited normally (status 0).
+    pub success: bool,
+    /// One line: the exit status, or the guest's fault with its registers.
+    pub how: String,
+}
+
+/// A Keep the daemon started. Dropping it stops the Keep.
+pub struct RunningKeep(Inner);
+
+enum Inner {
+    Process(tokio::process::Child),
+    Kvm {
+        stopper: KeepStopper,
+        /// Filled in by the thread that waits for the guest.
+        ended: Arc<Mutex<Option<KeepEnd>>>,
+    },
+}
+
+/// Starts a Keep of `backend` running `keep_bin`, and returns it with the host end of
+/// its channel. `workload_memory` sizes a kvm guest (see
+/// [`kvm_guest_memory`](crate::local::kvm_guest_memory)). Needs a tokio runtime.
+pub fn start(
+    backend: &str,
+    keep_bin: &Path,
+    workload_memory: u64,
+) -> io::Result<(RunningKeep, UnixStream)> {
+    match backend {
+        "process" => {
+            let (ours, theirs) = UnixStream::pair()?;
+            let child = tokio::process::Command::new(keep_bin)
+                .args([
+                    "--channel-fd",
+                    "0",
+                    "--sandbox",
+                    "--tls",
+                    "--backend",
+                    "process",
+                ])
+                .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                    theirs,
+                )))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit())
+                .env_clear()
+                .kill_on_drop(true)
+                .spawn()?;
+            Ok((RunningKeep(Inner::Process(child)), ours))
+        }
+        "kvm" => {
+            let cfg = crate::local::kvm_keep_config(keep_bin, workload_memory, None, true)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            let crate::LocalKeep::Kvm(mut keep) = crate::LocalKeep::launch_kvm(&cfg)? else {
+                return Err(io::Error::other("kvm launch returned another kind of Keep"));
+            };
+            let channel = keep
+                .take_channel()
+                .ok_or_else(|| io::Error::other("the kvm Keep has no channel"))?;
+            let stopper = keep.stopper();
+            let ended = Arc::new(Mutex::new(None));
+            let slot = ended.clone();
+            std::thread::Builder::new()
+                .name("ward-kvm-reaper".into())
+                .spawn(move || {
+                    let end = match keep.wait() {
+                        Ok(GuestExit::Exited(0)) => KeepEnd {
+                            success: true,
+                            how: "exited with status 0".into(),
+                        },
+                        Ok(other) => KeepEnd {
+                            success: false,
+                            how: other.to_string(),
+                        },
+                        Err(e) => KeepEnd {
+                            success: false,
+                            how: format!("VMM error: {e}"),
+                        },
+                    };
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
+                })?;
+            Ok((RunningKeep(Inner::Kvm { stopper, ended }), channel))
+        }
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unknown backend {other:?} (known: {})", BACKENDS.join(",")),
+        )),
+    }
+}
+
+impl RunningKeep {
+    /// `Some` once the Keep has ended.
+    pub fn try_wait(&mut self) -> io::Result<Option<KeepEnd>> {
+        match &mut self.0 {
+            Inner::Process(child) => Ok(child.try_wait()?.map(|status| KeepEnd {
+                success: status.success(),
+                how: status.to_string(),
+            })),
+            Inner::Kvm { ended, .. } => Ok(ended.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+        }
+    }
+
+    /// Stops the Keep (a no-op if it has ended).
+    pub async fn kill(&mut self) {
+        match &mut self.0 {
+            Inner::Process(child) => {
+                let _ = child.kill().await;
+            }
+            Inner::Kvm { stopper, .. } => {
+                let s = stopper.clone();
+                let _ = tokio::task::spawn_blocking(move || s.stop()).await;
+            }
+        }
+    }
+}
+
+impl Drop for RunningKeep {
+    fn drop(&mut self) {
+        // A process Keep is killed by `kill_on_drop`; a VM is stopped here.
+        if let Inner::Kvm { stopper, ended } = &self.0 {
+            if ended.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+                stopper.stop();
+            }
+        }
+    }
+}
