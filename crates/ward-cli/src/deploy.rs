@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use hyper::Method;
@@ -54,7 +55,13 @@ pub(crate) struct DeployArgs {
     /// Pin the host's API certificate (SHA-256, hex) against a man in the middle.
     #[arg(long, value_name = "SHA256")]
     host_fingerprint: Option<String>,
-    /// Print the verified claims as JSON on stdout before the workload's output.
+    /// Print the verified claims as one JSON line on stdout before the workload's
+    /// output, and after it (when the workload ran to the end) one JSON line with the
+    /// exit code and the time each phase took, in milliseconds:
+    /// {"exit_code":0,"timings_ms":{"create":..,"attest":..,"upload":..,"run":..,"total":..}}
+    /// create: the host starts the Keep; attest: tunnel, TLS handshake and evidence
+    /// check; upload: launch spec and module until the Keep confirms its digest; run:
+    /// until the workload ends; total: all of it (at least the sum of the others).
     #[arg(long)]
     json: bool,
     /// No progress messages.
@@ -103,7 +110,51 @@ pub(crate) fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         .block_on(deploy(args))
 }
 
+/// Milliseconds since `since`, with microsecond resolution.
+fn ms(since: Instant) -> f64 {
+    (since.elapsed().as_micros() as f64) / 1000.0
+}
+
+/// The `--json` line printed after the workload's output.
+fn timings_json(exit_code: u8, t: &[(&str, f64)]) -> String {
+    let phases: serde_json::Map<String, serde_json::Value> = t
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_string(),
+                serde_json::json!((v * 1000.0).round() / 1000.0),
+            )
+        })
+        .collect();
+    serde_json::json!({ "exit_code": exit_code, "timings_ms": phases }).to_string()
+}
+
+/// A session that broke off, as one clear line: a tunnel that closed (the host
+/// stopped relaying, or the Keep died) is said so; other failures keep their cause.
+fn session_error(e: ward_host::LaunchError, stage: &str) -> anyhow::Error {
+    use ward_host::LaunchError as E;
+    use ward_proto::FrameError as F;
+    let closed = match &e {
+        E::KeepVanished | E::Channel(F::Truncated { .. }) => true,
+        E::Channel(F::Io(io)) => matches!(
+            io.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+        ),
+        _ => false,
+    };
+    if closed {
+        anyhow::anyhow!(
+            "the tunnel to the keep closed {stage} (the host stopped relaying, or the keep died); the workload did not finish"
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("the keep session failed {stage}"))
+    }
+}
+
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
     let quiet = args.quiet;
     let mut cfg = match &args.config {
         Some(p) => ward_runtime::config::load(p)?,
@@ -131,6 +182,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
 
     let host = Host::new(&args.host, args.host_fingerprint.clone())?;
     say(quiet, format_args!("creating keep on {}…", host.authority));
+    let t_create = Instant::now();
     let keep: KeepInfo = host
         .call(
             Method::POST,
@@ -154,6 +206,8 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         format_args!("keep {} created ({}); attesting…", keep.id, keep.backend),
     );
 
+    let create_ms = ms(t_create);
+    let t_attest = Instant::now();
     let mut tunnel = host.tunnel(&keep.id).await?;
     let mut nonce = vec![0u8; 32];
     rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty())
@@ -178,6 +232,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|c| c.clone())
         .context("the keep's evidence was not checked")?;
+    let attest_ms = ms(t_attest);
     let measurement = hex::encode(&claims.measurement);
     say(
         quiet,
@@ -201,11 +256,21 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let limits = cfg.limits;
     let forward_stdin = cfg.stdin == StdioMode::Forward;
     let size = module.len();
-    let outcome =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<ward_host::SessionOutcome> {
+    let json = args.json;
+    let (outcome, upload_ms, run_ms) = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<(ward_host::SessionOutcome, f64, f64)> {
             let mut session = Session::new(reader, writer);
             let mut stdout = std::io::stdout().lock();
-            let mut events = |e: KeepEvent| handle_event(e, quiet, &mut stdout);
+            // Whether the workload's output so far ends a line (for the --json line).
+            let mut at_line_start = true;
+            let mut events = |e: KeepEvent| {
+                if let KeepEvent::Stdout(b) = &e {
+                    if let Some(last) = b.last() {
+                        at_line_start = *last == b'\n';
+                    }
+                }
+                handle_event(e, quiet, &mut stdout)
+            };
             let spec = ward_host::launch_spec(&name, &module, cfg);
             say(
                 quiet,
@@ -214,15 +279,44 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
                     ward_runtime::config::human_bytes(size as u64)
                 ),
             );
-            session.launch(&spec, &module, &mut events)?;
+            let t_upload = Instant::now();
+            session
+                .launch(&spec, &module, &mut events)
+                .map_err(|e| session_error(e, "while sending the workload"))?;
+            let upload_ms = ms(t_upload);
             say(quiet, format_args!("running"));
+            let t_run = Instant::now();
             if forward_stdin {
                 session.forward_stdin(Box::new(std::io::stdin()))?;
             }
-            let outcome = session.wait(&mut events)?;
-            let _ = std::io::stdout().flush();
-            Ok(outcome)
-        })
-        .await??;
-    Ok(report_outcome(&outcome.report, &limits))
+            let outcome = session
+                .wait(&mut events)
+                .map_err(|e| session_error(e, "while the workload ran"))?;
+            let run_ms = ms(t_run);
+            if json && !at_line_start {
+                let _ = stdout.write_all(b"\n");
+            }
+            let _ = stdout.flush();
+            Ok((outcome, upload_ms, run_ms))
+        },
+    )
+    .await??;
+    let code = report_outcome(&outcome.report, &limits);
+    if args.json {
+        let total_ms = ms(started);
+        println!(
+            "{}",
+            timings_json(
+                outcome.report.outcome.exit_status(),
+                &[
+                    ("create", create_ms),
+                    ("attest", attest_ms),
+                    ("upload", upload_ms),
+                    ("run", run_ms),
+                    ("total", total_ms),
+                ],
+            )
+        );
+    }
+    Ok(code)
 }

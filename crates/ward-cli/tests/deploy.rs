@@ -2,70 +2,16 @@
 //! records or tampers with every byte between client and host.
 
 mod common;
+#[path = "common/host.rs"]
+mod host;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-
-/// A running `ward host serve`, killed on drop.
-struct Daemon {
-    child: Child,
-    addr: String,
-    _state: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn daemon(max_keeps: &str) -> Daemon {
-    let state = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args([
-            "host",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-keeps",
-            max_keeps,
-            "--state-dir",
-        ])
-        .arg(state.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("daemon exited").unwrap();
-        if let Some(rest) = line.split("listening on https://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Daemon {
-        child,
-        addr,
-        _state: state,
-    }
-}
-
-fn deploy(host: &str, extra: &[&str]) -> std::process::Output {
-    let url = format!("https://{host}");
-    let hello = root().join("examples/hello.wasm");
-    let mut args = vec!["deploy", hello.to_str().unwrap(), "--host", url.as_str()];
-    args.extend_from_slice(extra);
-    ward_with(&args, b"", Duration::from_secs(120))
-}
+use host::{children, daemon, deploy, fd_count};
 
 fn need_hello() -> bool {
     example("hello.wasm").is_some()
@@ -230,34 +176,13 @@ fn a_flipped_byte_aborts_the_deployment() {
     );
 }
 
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn children(pid: u32) -> usize {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .map(|t| {
-            std::fs::read_to_string(t.path().join("children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .count()
-        })
-        .sum()
-}
-
 #[test]
 fn fifty_concurrent_deploys_and_no_leaks() {
     if !need_hello() {
         return;
     }
     let d = daemon("64");
-    let pid = d.child.id();
+    let pid = d.pid();
     // One deploy to warm up, then the baseline.
     assert_eq!(deploy(&d.addr, &["--insecure"]).status.code(), Some(0));
     std::thread::sleep(Duration::from_millis(500));
@@ -327,4 +252,42 @@ fn bad_host_urls_and_refusals_are_one_line_errors() {
         "-q",
     ]);
     assert_clean_failure(&o, 125, "not offered here");
+}
+
+#[test]
+fn json_reports_the_claims_and_per_phase_timings() {
+    if !need_hello() {
+        return;
+    }
+    let d = daemon("8");
+    let o = deploy(&d.addr, &["--insecure", "-q", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    // First the verified claims, then the workload's output, then the timings.
+    let claims: serde_json::Value = serde_json::from_str(lines[0]).expect("claims JSON");
+    assert!(claims.get("timings_ms").is_none(), "{out}");
+    assert!(out.contains("Hello from a Ward Keep!"), "{out}");
+    let last: serde_json::Value =
+        serde_json::from_str(lines.last().unwrap()).expect("timings JSON on the last line");
+    assert_eq!(last["exit_code"], 0, "{last}");
+    let t = last["timings_ms"].as_object().expect("timings_ms object");
+    let phase = |k: &str| {
+        let v = t
+            .get(k)
+            .and_then(|v| v.as_f64())
+            .unwrap_or_else(|| panic!("timings_ms.{k} missing or not a number: {last}"));
+        assert!(v >= 0.0, "timings_ms.{k} = {v}");
+        v
+    };
+    let parts: f64 = ["create", "attest", "upload", "run"]
+        .iter()
+        .map(|k| phase(k))
+        .sum();
+    let total = phase("total");
+    assert!(
+        parts <= total,
+        "phases sum to {parts} > total {total}: {last}"
+    );
+    assert_eq!(t.len(), 5, "exactly the five phases: {last}");
 }

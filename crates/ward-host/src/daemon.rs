@@ -32,6 +32,12 @@ use ward_proto::host::{
     ApiError, CreateKeep, KeepInfo, KeepList, KeepState, Platform, MAX_API_BODY,
 };
 
+/// How long a new Keep waits for its client's tunnel before it is stopped.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a Keep that closed its channel gets to exit by itself before it is killed.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How the daemon runs.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -207,11 +213,15 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         .map(|mut m| m.drain().map(|(_, k)| k).collect())
         .unwrap_or_default();
     eprintln!("ward host: shutting down, stopping {} keep(s)", keeps.len());
+    // Stopped and reaped here: none outlives the daemon. (A Keep whose tunnel is
+    // closing is owned by its relay task; dropping that task kills it too, through
+    // `kill_on_drop`.)
     for mut k in keeps {
         if let Some(c) = k.child.as_mut() {
             let _ = c.kill().await;
         }
     }
+    eprintln!("ward host: stopped");
     Ok(())
 }
 
@@ -374,38 +384,123 @@ async fn create_keep(State(s): State<AppState>, body: axum::body::Bytes) -> Resp
         k.info.clone()
     };
     // The reaper: a Keep that exits (or crashes) is reported and forgotten; it never
-    // takes the daemon down.
+    // takes the daemon down. A Keep no client connects to in time is stopped, so a
+    // client that vanished between creating a Keep and opening its tunnel leaves
+    // nothing behind.
     let reaper_state = s.clone();
     let reaper_id = id.clone();
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            let Ok(mut m) = reaper_state.keeps.lock() else {
-                return;
-            };
-            let Some(k) = m.get_mut(&reaper_id) else {
-                return;
-            };
-            let Some(child) = k.child.as_mut() else {
-                continue;
-            };
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    info!(id = %reaper_id, "keep exited: {status}");
-                    m.remove(&reaper_id);
+            let abandoned = {
+                let Ok(mut m) = reaper_state.keeps.lock() else {
                     return;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    warn!(id = %reaper_id, "cannot wait for keep: {e}");
-                    m.remove(&reaper_id);
+                };
+                let Some(k) = m.get_mut(&reaper_id) else {
                     return;
+                };
+                let waiting = k.info.state == KeepState::Waiting;
+                let Some(child) = k.child.as_mut() else {
+                    continue;
+                };
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        if status.success() {
+                            info!(id = %reaper_id, "keep exited: {status}");
+                        } else {
+                            warn!(id = %reaper_id, "keep crashed: {status}");
+                        }
+                        m.remove(&reaper_id);
+                        return;
+                    }
+                    Ok(None) if waiting && tokio::time::Instant::now() >= deadline => {
+                        m.remove(&reaper_id)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        warn!(id = %reaper_id, "cannot wait for keep: {e}");
+                        m.remove(&reaper_id);
+                        return;
+                    }
                 }
+            };
+            if let Some(mut k) = abandoned {
+                if let Some(c) = k.child.as_mut() {
+                    let _ = c.kill().await;
+                }
+                info!(id = %reaper_id, "keep stopped: no client connected within {CONNECT_TIMEOUT:?}");
+                return;
             }
         }
     });
     info!(%id, backend = %req.backend, "keep started");
     cbor(StatusCode::CREATED, &info)
+}
+
+/// Relays bytes between a client tunnel and a Keep's channel until either side is
+/// done; returns why it ended, and whether the Keep's side ended first.
+///
+/// The Keep's output is relayed to the client until the Keep closes its end. The
+/// client never half-closes a deployment (stdin ends with a `StdinClosed` frame
+/// inside TLS), so the end of its direction, an EOF or an error (a client that
+/// disconnected, or was killed mid-upload), means the client is gone: the relay
+/// ends at once and the caller stops the Keep, instead of waiting for a workload
+/// that may never write again.
+async fn relay<C>(client: C, channel: std::os::unix::net::UnixStream) -> (String, bool)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    if let Err(e) = channel.set_nonblocking(true) {
+        return (format!("keep channel: {e}"), false);
+    }
+    let keep = match tokio::net::UnixStream::from_std(channel) {
+        Ok(k) => k,
+        Err(e) => return (format!("keep channel: {e}"), false),
+    };
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let (mut keep_r, mut keep_w) = keep.into_split();
+    let up = tokio::io::copy(&mut client_r, &mut keep_w);
+    let down = async {
+        let r = tokio::io::copy(&mut keep_r, &mut client_w).await;
+        let _ = client_w.shutdown().await;
+        r
+    };
+    tokio::select! {
+        r = up => (match r {
+            Ok(n) => format!("the client closed the tunnel ({n} bytes up)"),
+            Err(e) => format!("the client is gone: {e}"),
+        }, false),
+        r = down => match r {
+            Ok(n) => (format!("the keep closed its channel ({n} bytes down)"), true),
+            // A read from the Keep or a write to the client failed: give the Keep
+            // its grace period either way, in case it is the one that went.
+            Err(e) => (format!("relaying the keep's output stopped: {e}"), true),
+        },
+    }
+}
+
+/// Forgets a Keep and stops its loader (if it has not exited already), reporting how
+/// it ended. A Keep that closed its channel first gets [`EXIT_GRACE`] to exit.
+async fn stop_keep(s: &AppState, id: &str, keep_closed: bool) {
+    let keep = s.keeps.lock().ok().and_then(|mut m| m.remove(id));
+    let Some(mut child) = keep.and_then(|k| k.child) else {
+        return;
+    };
+    let exited = if keep_closed {
+        tokio::time::timeout(EXIT_GRACE, child.wait()).await.ok()
+    } else {
+        child.try_wait().transpose()
+    };
+    match exited {
+        Some(Ok(status)) if status.success() => info!(%id, "keep exited: {status}"),
+        Some(Ok(status)) => warn!(%id, "keep crashed: {status}"),
+        _ => {
+            let _ = child.kill().await;
+            info!(%id, "keep stopped");
+        }
+    }
 }
 
 fn remove(s: &AppState, id: &str) {
@@ -454,26 +549,13 @@ async fn connect(
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let relay = async {
-            let upgraded = on_upgrade.await.map_err(|e| e.to_string())?;
-            channel.set_nonblocking(true).map_err(|e| e.to_string())?;
-            let mut keep = tokio::net::UnixStream::from_std(channel).map_err(|e| e.to_string())?;
-            let mut client = TokioIo::new(upgraded);
-            tokio::io::copy_bidirectional(&mut client, &mut keep)
-                .await
-                .map_err(|e| e.to_string())
+        let (why, keep_closed) = match on_upgrade.await {
+            Ok(upgraded) => relay(TokioIo::new(upgraded), channel).await,
+            Err(e) => (format!("upgrade failed: {e}"), false),
         };
-        match relay.await {
-            Ok((up, down)) => info!(%id, up, down, "tunnel closed"),
-            Err(e) => info!(%id, "tunnel ended: {e}"),
-        }
-        // The client is gone: its Keep goes too, so nothing is left behind.
-        let keep = s.keeps.lock().ok().and_then(|mut m| m.remove(&id));
-        if let Some(mut k) = keep {
-            if let Some(c) = k.child.as_mut() {
-                let _ = c.kill().await;
-            }
-        }
+        info!(%id, "tunnel closed: {why}");
+        // Either end is gone: the Keep goes too, so nothing is left behind.
+        stop_keep(&s, &id, keep_closed).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

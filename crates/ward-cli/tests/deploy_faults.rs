@@ -1,0 +1,283 @@
+//! Faults around `ward deploy` and `ward host serve`: clients that vanish mid-upload,
+//! workloads that crash or are killed, and the daemon stopped with SIGTERM while a
+//! Keep runs. Nothing may be left behind, and the daemon keeps serving.
+
+mod common;
+#[path = "common/host.rs"]
+mod host;
+
+use std::io::BufReader;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use host::*;
+use tokio::io::AsyncWriteExt;
+use ward_proto::{encode_frame, HostToKeep, KeepToHost, LaunchSpec, TunnelHello};
+
+/// Generous: only so that a broken build cannot hang the suite.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// A workload that says it started and then spins forever.
+const SPIN_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "started\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 8))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (loop $spin (br $spin))))"#;
+
+fn need_hello() -> bool {
+    example("hello.wasm").is_some()
+}
+
+/// Asserts that the daemon runs no Keep and has no child process left.
+fn assert_nothing_left(d: &Daemon, what: &str) {
+    let pid = d.pid();
+    let settled = eventually(SETTLE, || {
+        keeps_now(&d.addr).is_empty() && children(pid) == 0
+    });
+    assert!(
+        settled,
+        "{what}: keeps {:?}, children {:?}; log:\n{}",
+        keeps_now(&d.addr),
+        child_pids(pid),
+        d.log_text()
+    );
+}
+
+/// Starts `ward deploy -q --insecure APP` against `d` and returns once the workload
+/// has printed "started" (so it is running inside its Keep).
+fn deploy_until_started(d: &Daemon, app: &std::path::Path) -> std::process::Child {
+    let url = format!("https://{}", d.addr);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([
+            "deploy",
+            app.to_str().unwrap(),
+            "--host",
+            &url,
+            "--insecure",
+            "-q",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _watchdog = kill_after(child.id(), Duration::from_secs(120));
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    if !read_until(&mut out, "started") {
+        let o = wait_with_limit(child, Duration::from_secs(60));
+        panic!("the workload never started: {}", stderr(&o));
+    }
+    // Keep draining stdout so the client never blocks on it.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    child
+}
+
+/// Waits for a child whose stdout was already taken.
+fn wait_stderr(mut child: std::process::Child, limit: Duration) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let watchdog = kill_after(child.id(), limit);
+    let status = child.wait().unwrap();
+    drop(watchdog);
+    (status.code(), reader.join().unwrap())
+}
+
+/// The same checks as `assert_clean_failure`, on a code and stderr.
+fn assert_one_line_error(code: Option<i32>, err: &str, needle: &str) {
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "exit {code:?} is not a failure: {err}"
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("ward:") && !l.to_lowercase().contains("warning"))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one ward: line, got: {err}");
+    assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
+}
+
+/// A client that creates a Keep, makes the TLS handshake with it, announces a 64 MiB
+/// module, sends 4 MiB of it and then drops the connection.
+#[test]
+fn client_that_disconnects_mid_upload_leaves_no_keep() {
+    let d = daemon("8");
+    let addr = d.addr.clone();
+    let rt = runtime();
+    rt.block_on(async {
+        let keep = create_keep(&addr).await;
+        let mut tunnel = tunnel(&addr, &keep.id).await;
+        tunnel
+            .write_all(
+                &encode_frame(&TunnelHello {
+                    version: ward_proto::PROTOCOL_VERSION,
+                    nonce: vec![7; 32],
+                })
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        // The Keep's evidence is not the point here; its TLS is.
+        let tls = tokio_rustls::TlsConnector::from(any_cert_client())
+            .connect(
+                rustls::pki_types::ServerName::try_from("ward-keep").unwrap(),
+                tunnel,
+            )
+            .await
+            .expect("TLS with the keep");
+        let (mut r, mut w) = tokio::io::split(tls);
+        let spec = LaunchSpec {
+            workload_len: 64 << 20,
+            workload_sha256: vec![0; 32],
+            ..LaunchSpec::example()
+        };
+        w.write_all(&encode_frame(&HostToKeep::Launch(Box::new(spec))).unwrap())
+            .await
+            .unwrap();
+        w.flush().await.unwrap();
+        let ready: Option<KeepToHost> = read_frame_async(&mut r).await.unwrap();
+        assert!(matches!(ready, Some(KeepToHost::Ready { .. })), "{ready:?}");
+        let chunk = encode_frame(&HostToKeep::WorkloadChunk(vec![0x5a; 1 << 20])).unwrap();
+        for _ in 0..4 {
+            w.write_all(&chunk).await.unwrap();
+        }
+        w.flush().await.unwrap();
+        let keeps = list_keeps(&addr).await;
+        assert_eq!(keeps.len(), 1, "{keeps:?}");
+        assert_eq!(keeps[0].state, ward_proto::host::KeepState::Connected);
+        // Gone mid-upload: both halves dropped, the connection closes.
+        drop((r, w));
+    });
+    drop(rt);
+    assert_nothing_left(&d, "after a client vanished mid-upload");
+    assert!(
+        d.log_text().contains("tunnel closed"),
+        "the daemon says why: {}",
+        d.log_text()
+    );
+}
+
+/// `ward deploy` killed with SIGKILL while it sends a large module.
+#[test]
+fn deploy_killed_mid_upload_leaves_no_keep() {
+    let d = daemon("8");
+    let (_dir, big) = temp_file("big.wasm", &vec![0x5a; 64 << 20]);
+    let url = format!("https://{}", d.addr);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([
+            "deploy",
+            big.to_str().unwrap(),
+            "--host",
+            &url,
+            "--insecure",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watchdog = kill_after(child.id(), Duration::from_secs(120));
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    // "sending 64 MiB…" comes once the Keep is attested, just before the upload.
+    assert!(
+        read_until(&mut err, "sending"),
+        "ward deploy never got to the upload"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(watchdog);
+    assert_nothing_left(&d, "after ward deploy was killed mid-upload");
+}
+
+#[test]
+fn trapping_workload_is_a_one_line_error_and_the_daemon_keeps_serving() {
+    if !need_hello() {
+        return;
+    }
+    let d = daemon("8");
+    let (_dir, trap) = temp_file(
+        "trap.wat",
+        br#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#,
+    );
+    let o = deploy_app(&d.addr, &trap, &["--insecure", "-q"]);
+    assert_clean_failure(&o, 134, "unreachable");
+    assert!(o.stdout.is_empty());
+    let o = deploy(&d.addr, &["--insecure", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Hello from a Ward Keep!"));
+    assert_nothing_left(&d, "after a trap and a good deploy");
+}
+
+#[test]
+fn keep_killed_from_outside_is_reported_and_the_daemon_keeps_serving() {
+    if !need_hello() {
+        return;
+    }
+    let d = daemon("8");
+    let (_dir, spin) = temp_file("spin.wat", SPIN_WAT.as_bytes());
+    let client = deploy_until_started(&d, &spin);
+    let keeps = child_pids(d.pid());
+    assert_eq!(keeps.len(), 1, "one keep process: {keeps:?}");
+    signal(keeps[0], rustix::process::Signal::KILL);
+    let (code, err) = wait_stderr(client, Duration::from_secs(60));
+    assert_one_line_error(code, &err, "the tunnel to the keep closed");
+    assert!(
+        eventually(SETTLE, || d.log_text().contains("keep crashed")),
+        "the daemon reports the crash: {}",
+        d.log_text()
+    );
+    assert_nothing_left(&d, "after a keep was killed");
+    let o = deploy(&d.addr, &["--insecure", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Hello from a Ward Keep!"));
+}
+
+#[test]
+fn sigterm_stops_the_daemon_and_its_keeps() {
+    let mut d = daemon("8");
+    let (_dir, spin) = temp_file("spin.wat", SPIN_WAT.as_bytes());
+    let client = deploy_until_started(&d, &spin);
+    let keeps = child_pids(d.pid());
+    assert_eq!(keeps.len(), 1, "one keep process: {keeps:?}");
+    let status = d.terminate(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "log:\n{}", d.log_text());
+    assert!(
+        eventually(SETTLE, || d.log_text().contains("ward host: stopped")),
+        "log:\n{}",
+        d.log_text()
+    );
+    assert!(
+        d.log_text().contains("shutting down, stopping 1 keep(s)"),
+        "log:\n{}",
+        d.log_text()
+    );
+    for pid in keeps {
+        assert!(!alive(pid), "keep {pid} outlived the daemon");
+    }
+    let (code, err) = wait_stderr(client, Duration::from_secs(60));
+    assert_one_line_error(code, &err, "the tunnel to the keep closed");
+}
+
+/// `ward deploy` killed while its workload runs (and prints nothing more): the Keep
+/// is stopped at once, not left spinning until its workload ends by itself.
+#[test]
+fn deploy_killed_while_its_workload_runs_leaves_no_keep() {
+    let d = daemon("8");
+    let (_dir, spin) = temp_file("spin.wat", SPIN_WAT.as_bytes());
+    let mut client = deploy_until_started(&d, &spin);
+    assert_eq!(children(d.pid()), 1, "the keep runs");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    assert_nothing_left(&d, "after ward deploy was killed while its workload ran");
+}
