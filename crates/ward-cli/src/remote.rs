@@ -235,7 +235,15 @@ impl ServerCertVerifier for KeepCert {
             std::time::SystemTime::now(),
             &ward_attest::verify::ChainCache::new(),
         )
-        .map_err(|e| rustls::Error::General(format!("keep attestation refused: {e}")))?;
+        .map_err(|e| {
+            let why = match &e {
+                ward_attest::verify::VerifyError::ReportDataMismatch { .. } => {
+                    "the evidence does not bind this certificate's key and our nonce (a replayed or swapped certificate, or a changed nonce): "
+                }
+                _ => "",
+            };
+            rustls::Error::General(format!("keep attestation refused: {why}{e}"))
+        })?;
         if let Ok(mut c) = self.claims.lock() {
             *c = Some(claims);
         }
