@@ -72,6 +72,8 @@ pub fn router(steward: Arc<Steward>) -> Router {
     Router::new()
         .route("/v1/attest", post(attest))
         .route("/v1/ca", get(ca))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(Arc::new(AppState {
             steward,
             verifying: Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
@@ -91,6 +93,22 @@ fn reject(r: &Rejection) -> Response {
         StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
         &r.body(),
     )
+}
+
+async fn not_found() -> Response {
+    reject(&Rejection::new(
+        404,
+        "not-found",
+        "no such endpoint; the Steward serves POST /v1/attest and GET /v1/ca",
+    ))
+}
+
+async fn method_not_allowed() -> Response {
+    reject(&Rejection::new(
+        405,
+        "method-not-allowed",
+        "wrong method; the Steward serves POST /v1/attest and GET /v1/ca",
+    ))
 }
 
 async fn ca(State(s): State<Arc<AppState>>) -> Response {
