@@ -144,12 +144,13 @@ fn session_error(e: ward_host::LaunchError, stage: &str) -> anyhow::Error {
         ),
         _ => false,
     };
-    if closed {
-        anyhow::anyhow!(
+    match e {
+        _ if closed => anyhow::anyhow!(
             "the tunnel to the keep closed {stage} (the host stopped relaying, or the keep died); the workload did not finish"
-        )
-    } else {
-        anyhow::Error::new(e).context(format!("the keep session failed {stage}"))
+        ),
+        // The Keep's own report, or the digest check: already one clear line.
+        E::Keep { .. } | E::DigestMismatch { .. } => e.into(),
+        _ => anyhow::Error::new(e).context(format!("the keep session failed {stage}")),
     }
 }
 

@@ -213,6 +213,10 @@ fn trapping_workload_is_a_one_line_error_and_the_daemon_keeps_serving() {
     let o = deploy_app(&d.addr, &trap, &["--insecure", "-q"]);
     assert_clean_failure(&o, 134, "unreachable");
     assert!(o.stdout.is_empty());
+    // A module the Keep cannot load: the Keep's own one-line reason.
+    let (_dir2, junk) = temp_file("junk.wasm", b"\x7fELF this is not wasm at all");
+    let o = deploy_app(&d.addr, &junk, &["--insecure", "-q"]);
+    assert_clean_failure(&o, 125, "invalid Wasm module");
     let o = deploy(&d.addr, &["--insecure", "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("Hello from a Ward Keep!"));

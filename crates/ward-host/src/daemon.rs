@@ -406,11 +406,7 @@ async fn create_keep(State(s): State<AppState>, body: axum::body::Bytes) -> Resp
                 };
                 match child.try_wait() {
                     Ok(Some(status)) => {
-                        if status.success() {
-                            info!(id = %reaper_id, "keep exited: {status}");
-                        } else {
-                            warn!(id = %reaper_id, "keep crashed: {status}");
-                        }
+                        report_exit(&reaper_id, status);
                         m.remove(&reaper_id);
                         return;
                     }
@@ -451,7 +447,7 @@ async fn relay<C>(client: C, channel: std::os::unix::net::UnixStream) -> (String
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if let Err(e) = channel.set_nonblocking(true) {
         return (format!("keep channel: {e}"), false);
     }
@@ -463,21 +459,45 @@ where
     let (mut keep_r, mut keep_w) = keep.into_split();
     let up = tokio::io::copy(&mut client_r, &mut keep_w);
     let down = async {
-        let r = tokio::io::copy(&mut keep_r, &mut client_w).await;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0u64;
+        let end = loop {
+            let n = match keep_r.read(&mut buf).await {
+                Ok(0) => {
+                    break (
+                        format!("the keep closed its channel ({total} bytes down)"),
+                        true,
+                    )
+                }
+                // A Keep that exits with input unread (stdin its workload never
+                // read) resets the channel; its output was all read before that.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    break (
+                        format!("the keep closed its channel ({total} bytes down)"),
+                        true,
+                    )
+                }
+                Err(e) => break (format!("reading from the keep failed: {e}"), true),
+                Ok(n) => n,
+            };
+            let sent = async {
+                client_w.write_all(&buf[..n]).await?;
+                client_w.flush().await
+            };
+            if let Err(e) = sent.await {
+                break (format!("the client is gone: {e}"), false);
+            }
+            total += n as u64;
+        };
         let _ = client_w.shutdown().await;
-        r
+        end
     };
     tokio::select! {
         r = up => (match r {
             Ok(n) => format!("the client closed the tunnel ({n} bytes up)"),
             Err(e) => format!("the client is gone: {e}"),
         }, false),
-        r = down => match r {
-            Ok(n) => (format!("the keep closed its channel ({n} bytes down)"), true),
-            // A read from the Keep or a write to the client failed: give the Keep
-            // its grace period either way, in case it is the one that went.
-            Err(e) => (format!("relaying the keep's output stopped: {e}"), true),
-        },
+        end = down => end,
     }
 }
 
@@ -494,12 +514,22 @@ async fn stop_keep(s: &AppState, id: &str, keep_closed: bool) {
         child.try_wait().transpose()
     };
     match exited {
-        Some(Ok(status)) if status.success() => info!(%id, "keep exited: {status}"),
-        Some(Ok(status)) => warn!(%id, "keep crashed: {status}"),
+        Some(Ok(status)) => report_exit(id, status),
         _ => {
             let _ = child.kill().await;
             info!(%id, "keep stopped");
         }
+    }
+}
+
+/// Logs how a Keep loader ended: killed by a signal is a crash; an exit status is
+/// its own report (it told its client why, inside TLS).
+fn report_exit(id: &str, status: std::process::ExitStatus) {
+    use std::os::unix::process::ExitStatusExt;
+    if status.signal().is_some() {
+        warn!(%id, "keep crashed: {status}");
+    } else {
+        info!(%id, "keep exited: {status}");
     }
 }
 
