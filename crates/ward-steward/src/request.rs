@@ -201,6 +201,16 @@ pub fn parse(der: &[u8]) -> Result<ParsedCsr, Rejection> {
             format!("{} trailing bytes after the CSR", rest.len()),
         ));
     }
+    // x509-parser tolerates some BER liberties (wrong tag classes) in the unsigned
+    // outer structure; a CSR must also be strict DER.
+    <x509_cert::request::CertReq as x509_cert::der::Decode>::from_der(der)
+        .map_err(|e| bad("csr-malformed", format!("the CSR is not strict DER: {e}")))?;
+    if csr.signature_value.unused_bits != 0 {
+        return Err(bad(
+            "csr-malformed",
+            "the signature BIT STRING has unused bits",
+        ));
+    }
     let alg = csr.signature_algorithm.algorithm.to_id_string();
     if !SIGNATURE_ALGORITHMS.contains(&alg.as_str()) {
         return Err(bad(

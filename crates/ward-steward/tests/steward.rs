@@ -515,3 +515,49 @@ async fn the_ca_endpoint_serves_the_ca_pem() {
     );
     server.stop().await;
 }
+
+/// No byte of a CSR can be changed to get a certificate, and no change panics: every
+/// single-byte mutation of a CSR is rejected with a reason other than replay (so
+/// each was caught by a check on the bytes, not by the record).
+#[test]
+fn every_single_byte_mutation_is_rejected_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let steward = Steward::open(dir.path(), policy(INSECURE), config()).unwrap();
+    let csr = software_csr(&[1; 32]);
+    steward.attest(&csr).unwrap();
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..csr.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut m = csr.clone();
+            m[i] ^= bit;
+            let r = steward
+                .attest(&m)
+                .expect_err(&format!("byte {i} ^ {bit:#x} was accepted"));
+            assert!((400..500).contains(&r.status), "{r}");
+            *codes.entry(r.code).or_default() += 1;
+        }
+    }
+    assert_eq!(steward.issued_count(), 1);
+    eprintln!("rejection codes: {codes:?}");
+    assert!(!codes.contains_key("replay"), "{codes:?}");
+}
+
+#[test]
+fn every_byte_of_the_enarx_vector_matters() {
+    let Some(csr) = enarx_csr() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StewardConfig {
+        clock: pinned(),
+        ..config()
+    };
+    let steward = Steward::open(dir.path(), Policy::default(), cfg).unwrap();
+    for i in (0..csr.len()).step_by(7) {
+        let mut m = csr.clone();
+        m[i] ^= 0x01;
+        let r = steward
+            .attest(&m)
+            .expect_err(&format!("byte {i} was accepted"));
+        assert!((400..500).contains(&r.status), "{r}");
+    }
+    assert_eq!(steward.issued_count(), 0);
+}
