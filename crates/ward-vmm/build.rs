@@ -19,6 +19,7 @@ fn main() {
         "src/abi.rs",
         "src/mm.rs",
         "src/image.rs",
+        "src/hostio.rs",
         "shim.ld",
     ] {
         println!("cargo:rerun-if-changed={}", shim_dir.join(f).display());

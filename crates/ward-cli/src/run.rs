@@ -71,7 +71,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 cfg.limits.memory_bytes,
                 cfg.limits.wall_time_ms.map(Duration::from_millis),
                 false,
-            )?;
+            )?
+            .resources(ward_host::local::kvm_host_resources(&cfg)?);
             LocalKeep::launch_kvm(&vm)?
         }
     };

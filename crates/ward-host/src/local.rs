@@ -6,7 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use ward_vmm::{GuestExit, KvmKeep, KvmKeepConfig};
+use ward_proto::{FileKind, WorkloadConfig};
+use ward_vmm::{GuestExit, HostDir, HostResources, KvmKeep, KvmKeepConfig};
 
 use crate::ProcessKeep;
 
@@ -52,6 +53,45 @@ pub fn kvm_keep_config(
         cfg = cfg.timeout(t + KVM_DEADLINE_SLACK);
     }
     Ok(cfg)
+}
+
+/// The host resources a kvm Keep may use for a workload: its preopened directories
+/// (read-only unless `writable`) and its socket addresses. The VMM enforces them; they
+/// are not part of the launch measurement. A host name that does not resolve is an
+/// error here, as it would be when a process Keep opens the socket.
+pub fn kvm_host_resources(cfg: &WorkloadConfig) -> io::Result<HostResources> {
+    use std::net::ToSocketAddrs;
+    let mut r = HostResources {
+        dirs: cfg
+            .preopens
+            .iter()
+            .map(|p| HostDir {
+                path: p.host.clone().into(),
+                writable: p.writable,
+            })
+            .collect(),
+        // ward-keep makes a short-lived placeholder directory when there are sockets.
+        scratch: !cfg.sockets.is_empty(),
+        ..HostResources::default()
+    };
+    for s in &cfg.sockets {
+        let addr = if s.host.contains(':') && !s.host.starts_with('[') {
+            format!("[{}]:{}", s.host, s.port)
+        } else {
+            format!("{}:{}", s.host, s.port)
+        };
+        let addrs = addr.to_socket_addrs().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot resolve {addr} for file {:?}: {e}", s.name),
+            )
+        })?;
+        match s.kind {
+            FileKind::Listen => r.listen.extend(addrs),
+            FileKind::Connect => r.connect.extend(addrs),
+        }
+    }
+    Ok(r)
 }
 
 /// A Keep on this machine.

@@ -154,6 +154,16 @@ pub const OP_MEASUREMENT: u64 = 6;
 /// Idle until `a0` ns have passed or the channel becomes readable.
 pub const OP_IDLE: u64 = 7;
 
+/// A host file or socket operation (see "Host I/O" below): `a0` is the Linux system
+/// call number it stands for, the arguments are [`HostArgs`] at the start of the data
+/// area, and byte payloads (paths, buffers, socket addresses) follow at
+/// [`HOST_PAYLOAD`]. `ret` is a count, a new handle, or a negated errno.
+pub const OP_HOST: u64 = 8;
+/// Wait for host handles (or the channel): `a0` [`PollEntry`]s in the data area, `a1` a
+/// timeout in nanoseconds (`u64::MAX`: forever). The host fills `revents`; `ret` is the
+/// number of ready entries (0 on timeout).
+pub const OP_POLL: u64 = 9;
+
 /// Unsupported system call number `a1`.
 pub const FATAL_UNSUPPORTED_SYSCALL: u64 = 1;
 /// Out of guest memory: a request for `a1` bytes could not be met.
@@ -175,3 +185,77 @@ pub const EINVAL: i64 = 22;
 pub const EIO: i64 = 5;
 /// Broken pipe.
 pub const EPIPE: i64 = 32;
+
+/// Operation not permitted.
+pub const EPERM: i64 = 1;
+/// No such file or directory.
+pub const ENOENT: i64 = 2;
+/// Permission denied.
+pub const EACCES: i64 = 13;
+/// Too many open files.
+pub const EMFILE: i64 = 24;
+/// Read-only file system.
+pub const EROFS: i64 = 30;
+/// File name too long.
+pub const ENAMETOOLONG: i64 = 36;
+/// Protocol not available (setsockopt/getsockopt).
+pub const ENOPROTOOPT: i64 = 92;
+/// Address family not supported.
+pub const EAFNOSUPPORT: i64 = 97;
+/// Operation not supported.
+pub const EOPNOTSUPP: i64 = 95;
+/// Operation now in progress (non-blocking connect).
+pub const EINPROGRESS: i64 = 115;
+/// Transport endpoint is already connected.
+pub const EISCONN: i64 = 106;
+/// Operation already in progress.
+pub const EALREADY: i64 = 114;
+
+// ---- Host I/O ----
+//
+// Files and sockets live on the host; the guest names them by *handles*, small integers
+// the VMM hands out (< [`MAX_HANDLES`]). The shim maps guest fds to handles.
+// [`HANDLE_ROOT`] in a directory-handle argument means "an absolute path": the VMM
+// resolves it only against the host paths its configuration allows. Every relative
+// path is resolved beneath its directory handle (`openat2` with `RESOLVE_BENEATH |
+// RESOLVE_NO_MAGICLINKS`), whatever the guest asked.
+
+/// Number of `u64` arguments of an [`OP_HOST`] request, at the start of the data area
+/// (meaning per system call: see `docs/kvm.md`). Paths are NUL-terminated at
+/// [`HOST_PAYLOAD`] (and [`HOST_PATH2`]); byte buffers start at [`HOST_PAYLOAD`].
+pub const HOST_ARGS: usize = 8;
+
+/// Input and output payload of an [`OP_HOST`] request.
+pub const HOST_PAYLOAD: u64 = SHARED_DATA + 64;
+/// Bytes available at [`HOST_PAYLOAD`].
+pub const HOST_PAYLOAD_LEN: u64 = SHARED_DATA_LEN - 64;
+/// Longest path (including its NUL).
+pub const HOST_PATH_MAX: u64 = 4096;
+/// Where a second path goes (rename, link: the new name; symlink: the link's name).
+pub const HOST_PATH2: u64 = HOST_PAYLOAD + HOST_PATH_MAX;
+/// Most host handles one guest may hold.
+pub const MAX_HANDLES: u64 = 1024;
+/// "No directory handle": the path is absolute (`AT_FDCWD` with cwd = `/`).
+pub const HANDLE_ROOT: u64 = u64::MAX;
+/// In a [`PollEntry`], the Keep channel (guest fd 3) rather than a host handle.
+pub const HANDLE_CHANNEL: u32 = u32::MAX;
+/// Most entries of one [`OP_POLL`].
+pub const MAX_POLL: u64 = 64;
+
+/// One handle to wait for in [`OP_POLL`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PollEntry {
+    /// A handle, or [`HANDLE_CHANNEL`].
+    pub handle: u32,
+    /// `POLLIN` (1) / `POLLOUT` (4).
+    pub events: u16,
+    /// Filled by the host.
+    pub revents: u16,
+}
+
+/// Size of `struct statx`, which [`OP_HOST`] `statx` returns (and the shim converts
+/// to `struct stat` for `fstat`/`newfstatat`).
+pub const STATX_SIZE: u64 = 256;
+/// Largest socket address passed through [`OP_HOST`].
+pub const SOCKADDR_MAX: u64 = 128;

@@ -14,6 +14,9 @@ use core::ptr::{read_volatile, write_volatile};
 use crate::abi::*;
 use crate::mm::Ranges;
 
+#[path = "hostio.rs"]
+mod hostio;
+
 /// Shim stack bytes per thread.
 const STACK: usize = 32 * 1024;
 /// Most guest threads alive at once.
@@ -193,6 +196,9 @@ struct Thread {
     wait_addr: u64,
     deadline: u64,
     timed_out: bool,
+    /// Waiting for this host handle (or [`HANDLE_CHANNEL`]) when `io_events != 0`.
+    io_handle: u32,
+    io_events: u16,
 }
 
 const NO_THREAD: Thread = Thread {
@@ -204,6 +210,8 @@ const NO_THREAD: Thread = Thread {
     wait_addr: 0,
     deadline: u64::MAX,
     timed_out: false,
+    io_handle: 0,
+    io_events: 0,
 };
 
 struct Shim {
@@ -227,6 +235,12 @@ struct Shim {
     measurement_fd_pos: Option<usize>,
     /// What each guest fd is (`FD_*`).
     fds: [u8; MAX_FDS],
+    /// The VMM handle of each `FD_HOST` fd.
+    handles: [u32; MAX_FDS],
+    /// Whether each `FD_HOST` fd is non-blocking (the host side always is).
+    nonblock: [bool; MAX_FDS],
+    /// When the scheduler last polled the host for waiting threads (monotonic ns).
+    last_poll: u64,
 }
 
 static mut SHIM: Shim = Shim {
@@ -253,15 +267,20 @@ static mut SHIM: Shim = Shim {
         f[3] = FD_CHANNEL;
         f
     },
+    handles: [0; MAX_FDS],
+    nonblock: [false; MAX_FDS],
+    last_poll: 0,
 };
 
-const MAX_FDS: usize = 64;
+const MAX_FDS: usize = 256;
 const FD_FREE: u8 = 0;
 const FD_STDIN: u8 = 1;
 const FD_DIAG: u8 = 2;
 const FD_CHANNEL: u8 = 3;
 const FD_MEASUREMENT: u8 = 4;
 const FD_RANDOM: u8 = 5;
+/// A host file or socket (see `hostio`).
+const FD_HOST: u8 = 6;
 
 /// The kind of guest fd `fd`, `FD_FREE` if not open.
 fn fd_kind(fd: u64) -> u8 {
@@ -285,6 +304,9 @@ fn fd_alloc(min: u64, kind: u8) -> i64 {
 }
 
 fn sys_close(fd: u64) -> i64 {
+    if hostio::is_host(fd) {
+        return hostio::close(fd);
+    }
     if fd_kind(fd) == FD_FREE {
         return -EBADF;
     }
@@ -293,6 +315,9 @@ fn sys_close(fd: u64) -> i64 {
 }
 
 fn sys_dup(fd: u64, min: u64) -> i64 {
+    if hostio::is_host(fd) {
+        return hostio::dup(fd, min, None);
+    }
     match fd_kind(fd) {
         FD_FREE => -EBADF,
         k => fd_alloc(min, k),
@@ -303,6 +328,15 @@ fn sys_dup2(fd: u64, to: u64) -> i64 {
     let k = fd_kind(fd);
     if k == FD_FREE || to >= MAX_FDS as u64 {
         return -EBADF;
+    }
+    if fd == to {
+        return to as i64;
+    }
+    if hostio::is_host(to) {
+        hostio::close(to);
+    }
+    if k == FD_HOST {
+        return hostio::dup(fd, 0, Some(to));
     }
     shim().fds[to as usize] = k;
     to as i64
@@ -695,56 +729,97 @@ extern "C" fn syscall_dispatch(f: &mut Frame) {
     let ret: i64 = match nr {
         0 => sys_read(a0, a1, a2),
         1 => sys_write(a0, a1, a2),
-        3 => sys_close(a0),                           // close
-        4 | 6 | 21 | 89 => -ENOENT,                   // stat, lstat, access, readlink
-        5 => sys_fstat(a0, a1),                       // fstat
-        7 => sys_poll(a0, a1, a2),                    // poll
-        8 | 17 | 18 => -ESPIPE,                       // lseek, pread64, pwrite64
-        9 => sys_mmap(a0, a1, a2, a3, a4),            // mmap
-        10 => mprotect(a0, a1),                       // mprotect (not enforced)
-        11 => sys_munmap(a0, a1),                     // munmap
-        12 => sys_brk(a0),                            // brk
-        13 => sig_zero(a2, 32),                       // rt_sigaction
-        14 => sig_zero(a2, 8),                        // rt_sigprocmask
-        16 => -ENOTTY,                                // ioctl
-        19 => sys_readv(a0, a1, a2),                  // readv
-        20 => sys_writev(a0, a1, a2),                 // writev
-        24 => sched_yield(),                          // sched_yield
-        25 => -ENOMEM,                                // mremap: callers fall back to copying
-        28 => sys_madvise(a0, a1, a2),                // madvise
-        35 => sys_nanosleep(a0),                      // nanosleep
-        39 | 110 => 1,                                // getpid, getppid
-        56 => sys_clone(f),                           // clone
-        60 => sys_exit_thread(a0),                    // exit
-        62 | 200 => sys_kill(a1),                     // kill, tkill
-        63 => sys_uname(a0),                          // uname
-        44 => sys_write(a0, a1, a2),                  // sendto (connected: address ignored)
-        45 => sys_read(a0, a1, a2),                   // recvfrom
-        48 => 0,                                      // shutdown
-        32 => sys_dup(a0, 0),                         // dup
-        33 | 292 => sys_dup2(a0, a1),                 // dup2, dup3
-        72 => sys_fcntl(a0, a1, a2),                  // fcntl
-        79 => sys_getcwd(a0, a1),                     // getcwd
-        96 => sys_gettimeofday(a0),                   // gettimeofday
-        102 | 104 | 107 | 108 => 0,                   // getuid, getgid, geteuid, getegid
-        131 => sys_sigaltstack(a1),                   // sigaltstack
-        157 => 0,                                     // prctl: names, death signal: nothing to do
-        158 => sys_arch_prctl(a0, a1),                // arch_prctl
+        2 => sys_openat(AT_FDCWD, a0, a1, a2),          // open
+        3 => sys_close(a0),                             // close
+        4 => sys_newfstatat(AT_FDCWD, a0, a1, 0),       // stat
+        6 => sys_newfstatat(AT_FDCWD, a0, a1, 0x100),   // lstat
+        21 => -ENOENT,                                  // access
+        89 => hostio::readlinkat(AT_FDCWD, a0, a1, a2), // readlink
+        5 => sys_fstat(a0, a1),                         // fstat
+        7 => sys_poll(a0, a1, a2),                      // poll
+        8 if hostio::is_host(a0) => hostio::lseek(a0, a1, a2), // lseek
+        17 => sys_pread(a0, a1, a2, a3, 17),            // pread64
+        18 => sys_pread(a0, a1, a2, a3, 18),            // pwrite64
+        8 => -ESPIPE,                                   // lseek
+        9 => sys_mmap(a0, a1, a2, a3, a4),              // mmap
+        10 => mprotect(a0, a1),                         // mprotect (not enforced)
+        11 => sys_munmap(a0, a1),                       // munmap
+        12 => sys_brk(a0),                              // brk
+        13 => sig_zero(a2, 32),                         // rt_sigaction
+        14 => sig_zero(a2, 8),                          // rt_sigprocmask
+        16 if hostio::is_host(a0) => hostio::ioctl(a0, a1, a2), // ioctl
+        16 => -ENOTTY,                                  // ioctl
+        19 => sys_readv(a0, a1, a2),                    // readv
+        20 => sys_writev(a0, a1, a2),                   // writev
+        24 => sched_yield(),                            // sched_yield
+        25 => -ENOMEM,                                  // mremap: callers fall back to copying
+        28 => sys_madvise(a0, a1, a2),                  // madvise
+        35 => sys_nanosleep(a0),                        // nanosleep
+        39 | 110 => 1,                                  // getpid, getppid
+        56 => sys_clone(f),                             // clone
+        60 => sys_exit_thread(a0),                      // exit
+        62 | 200 => sys_kill(a1),                       // kill, tkill
+        63 => sys_uname(a0),                            // uname
+        44 if hostio::is_host(a0) => hostio::sendto(a0, a1, a2, a3, a4),
+        45 if hostio::is_host(a0) => hostio::recvfrom(a0, a1, a2, a3, a4, f.r9),
+        48 if hostio::is_host(a0) => hostio::shutdown(a0, a1),
+        44 => sys_write(a0, a1, a2), // sendto (connected: address ignored)
+        45 => sys_read(a0, a1, a2),  // recvfrom
+        48 => 0,                     // shutdown
+        41 => hostio::socket(a0, a1, a2), // socket
+        42 | 49 => hostio::bind_connect(nr, a0, a1, a2), // connect, bind
+        43 => hostio::accept(a0, a1, a2, 0), // accept
+        288 => hostio::accept(a0, a1, a2, a3), // accept4
+        50 => hostio::listen(a0, a1), // listen
+        51 | 52 => hostio::sockname(nr, a0, a1, a2), // getsockname, getpeername
+        54 | 55 => hostio::sockopt(nr, a0, a1, a2, a3, a4), // setsockopt, getsockopt
+        74 | 75 => hostio::simple(a0, nr, &[]), // fsync, fdatasync
+        77 => hostio::simple(a0, 77, &[a1]), // ftruncate
+        221 => hostio::simple(a0, 221, &[a1, a2, a3]), // fadvise64
+        217 => hostio::getdents(a0, a1, a2), // getdents64
+        295 => sys_preadv(a0, a1, a2, a3, 17), // preadv
+        296 => sys_preadv(a0, a1, a2, a3, 18), // pwritev
+        83 => hostio::path_op(258, AT_FDCWD, a0, a1), // mkdir
+        258 => hostio::path_op(258, a0, a1, a2), // mkdirat
+        84 => hostio::path_op(263, AT_FDCWD, a0, 0x200), // rmdir
+        87 => hostio::path_op(263, AT_FDCWD, a0, 0), // unlink
+        263 => hostio::path_op(263, a0, a1, a2), // unlinkat
+        82 => hostio::two_paths(316, AT_FDCWD, a0, AT_FDCWD, a1, 0), // rename
+        264 => hostio::two_paths(316, a0, a1, a2, a3, 0), // renameat
+        316 => hostio::two_paths(316, a0, a1, a2, a3, a4), // renameat2
+        86 => hostio::two_paths(265, AT_FDCWD, a0, AT_FDCWD, a1, 0), // link
+        265 if a4 == 0 => hostio::two_paths(265, a0, a1, a2, a3, 0), // linkat
+        265 => -EINVAL,              // linkat with flags
+        88 => hostio::symlinkat(a0, AT_FDCWD, a1), // symlink
+        266 => hostio::symlinkat(a0, a1, a2), // symlinkat
+        267 => hostio::readlinkat(a0, a1, a2, a3), // readlinkat
+        280 => hostio::utimensat(a0, a1, a2, a3), // utimensat
+        437 => sys_openat2(a0, a1, a2, a3), // openat2
+        32 => sys_dup(a0, 0),        // dup
+        33 | 292 => sys_dup2(a0, a1), // dup2, dup3
+        72 => sys_fcntl(a0, a1, a2), // fcntl
+        79 => sys_getcwd(a0, a1),    // getcwd
+        96 => sys_gettimeofday(a0),  // gettimeofday
+        102 | 104 | 107 | 108 => 0,  // getuid, getgid, geteuid, getegid
+        131 => sys_sigaltstack(a1),  // sigaltstack
+        157 => 0,                    // prctl: names, death signal: nothing to do
+        158 => sys_arch_prctl(a0, a1), // arch_prctl
         186 => shim().threads[shim().cur].tid as i64, // gettid
-        202 => sys_futex(a0, a1, a2, a3, f.r9),       // futex
-        204 => sys_sched_getaffinity(a1, a2),         // sched_getaffinity
-        218 => sys_set_tid_address(a0),               // set_tid_address
-        228 => sys_clock_gettime(a0, a1),             // clock_gettime
-        229 => sys_clock_getres(a1),                  // clock_getres
-        230 => sys_clock_nanosleep(a0, a1, a2),       // clock_nanosleep
-        231 => exit_guest(a0 & 0xff),                 // exit_group
-        234 => sys_kill(a2),                          // tgkill
-        257 => sys_openat(a1),                        // openat
-        262 => sys_newfstatat(a0, a1, a2, a3),        // newfstatat
-        273 => 0,                                     // set_robust_list
-        302 => sys_prlimit(a1, a2, a3),               // prlimit64
-        318 => sys_getrandom(a0, a1),                 // getrandom
-        332 | 334 | 435 | 319 => -ENOSYS, // statx, rseq, clone3, memfd_create: callers fall back
+        202 => sys_futex(a0, a1, a2, a3, f.r9), // futex
+        204 => sys_sched_getaffinity(a1, a2), // sched_getaffinity
+        218 => sys_set_tid_address(a0), // set_tid_address
+        228 => sys_clock_gettime(a0, a1), // clock_gettime
+        229 => sys_clock_getres(a1), // clock_getres
+        230 => sys_clock_nanosleep(a0, a1, a2), // clock_nanosleep
+        231 => exit_guest(a0 & 0xff), // exit_group
+        234 => sys_kill(a2),         // tgkill
+        257 => sys_openat(a0, a1, a2, a3), // openat
+        262 => sys_newfstatat(a0, a1, a2, a3), // newfstatat
+        273 => 0,                    // set_robust_list
+        302 => sys_prlimit(a1, a2, a3), // prlimit64
+        318 => sys_getrandom(a0, a1), // getrandom
+        332 => sys_statx(a0, a1, a2, a3, a4), // statx
+        334 | 435 | 319 => -ENOSYS,  // rseq, clone3, memfd_create: callers fall back
         _ => fatal(FATAL_UNSUPPORTED_SYSCALL, nr, 0),
     };
     f.rax = ret as u64;
@@ -771,8 +846,53 @@ fn sys_read(fd: u64, buf: u64, len: u64) -> i64 {
         FD_CHANNEL => channel_read(dst),
         FD_MEASUREMENT => measurement_read(dst),
         FD_RANDOM => sys_getrandom(buf, len),
+        FD_HOST => hostio::read(fd, dst, 0, 0),
         _ => -EBADF,
     }
+}
+
+/// pread64 (17) / pwrite64 (18).
+fn sys_pread(fd: u64, buf: u64, len: u64, off: u64, nr: u64) -> i64 {
+    if !hostio::is_host(fd) {
+        return if fd_kind(fd) == FD_FREE {
+            -EBADF
+        } else {
+            -ESPIPE
+        };
+    }
+    if (off as i64) < 0 {
+        return -EINVAL;
+    }
+    let Some(b) = user_slice(buf, len) else {
+        return -EFAULT;
+    };
+    if nr == 17 {
+        hostio::read(fd, b, 17, off)
+    } else {
+        hostio::write(fd, b, 18, off)
+    }
+}
+
+/// preadv (17) / pwritev (18), one iovec at a time.
+fn sys_preadv(fd: u64, iov: u64, cnt: u64, off: u64, nr: u64) -> i64 {
+    let Some(v) = iovecs(iov, cnt) else {
+        return -EFAULT;
+    };
+    let mut total = 0u64;
+    for &[base, len] in v {
+        if len == 0 {
+            continue;
+        }
+        let r = sys_pread(fd, base, len, off.wrapping_add(total), nr);
+        if r < 0 {
+            return if total > 0 { total as i64 } else { r };
+        }
+        total += r as u64;
+        if (r as u64) < len {
+            break;
+        }
+    }
+    total as i64
 }
 
 fn measurement_read(dst: &mut [u8]) -> i64 {
@@ -797,8 +917,9 @@ fn channel_read(dst: &mut [u8]) -> i64 {
     }
     let max = (dst.len() as u64).min(SHARED_DATA_LEN);
     loop {
-        let others = other_runnable();
-        let timeout = if others {
+        // Alone, with nothing else to wait for: block in the host until data or the
+        // next deadline. Otherwise only look, and wait with the others (`OP_POLL`).
+        let timeout = if other_runnable() || io_waiters() {
             0
         } else {
             match earliest_deadline() {
@@ -813,6 +934,7 @@ fn channel_read(dst: &mut [u8]) -> i64 {
                 unsafe { memcpy(dst.as_mut_ptr(), SHARED_DATA as *const u8, n as usize) };
                 return n as i64;
             }
+            Err(e) if e == -EAGAIN && timeout == 0 => wait_io(HANDLE_CHANNEL, 1),
             Err(e) if e == -EAGAIN => {
                 wake_expired();
                 schedule();
@@ -829,6 +951,7 @@ fn sys_write(fd: u64, buf: u64, len: u64) -> i64 {
     let host_fd = match fd_kind(fd) {
         FD_DIAG => 2,
         FD_CHANNEL => CHANNEL_FD,
+        FD_HOST => return hostio::write(fd, src, 1, 0),
         _ => return -EBADF,
     };
     let mut done = 0usize;
@@ -887,6 +1010,9 @@ fn sys_readv(fd: u64, iov: u64, cnt: u64) -> i64 {
 }
 
 fn sys_fstat(fd: u64, st: u64) -> i64 {
+    if hostio::is_host(fd) {
+        return hostio::stat(fd, &raw const EMPTY as u64, AT_EMPTY_PATH, st);
+    }
     let kind = fd_kind(fd);
     if kind == FD_FREE {
         return -EBADF;
@@ -910,12 +1036,38 @@ fn sys_fstat(fd: u64, st: u64) -> i64 {
     0
 }
 
+static EMPTY: u8 = 0;
+const AT_EMPTY_PATH: u64 = 0x1000;
+const AT_FDCWD: u64 = -100i64 as u64;
+
 fn sys_newfstatat(dirfd: u64, path: u64, st: u64, flags: u64) -> i64 {
-    const AT_EMPTY_PATH: u64 = 0x1000;
     if flags & AT_EMPTY_PATH != 0 && user_slice(path, 1).map(|s| s[0]) == Some(0) {
         return sys_fstat(dirfd, st);
     }
-    -ENOENT
+    hostio::stat(dirfd, path, flags, st)
+}
+
+fn sys_statx(dirfd: u64, path: u64, flags: u64, mask: u64, buf: u64) -> i64 {
+    let empty = flags & AT_EMPTY_PATH != 0 && user_slice(path, 1).map(|s| s[0]) == Some(0);
+    if !empty || hostio::is_host(dirfd) {
+        return hostio::statx(dirfd, path, flags, mask, buf);
+    }
+    // The shim's own fds: a statx built from their `struct stat`.
+    let mut st = [0u8; 144];
+    let r = sys_fstat(dirfd, st.as_mut_ptr() as u64);
+    if r < 0 {
+        return r;
+    }
+    let Some(x) = user_slice(buf, STATX_SIZE) else {
+        return -EFAULT;
+    };
+    x.fill(0);
+    x[0..4].copy_from_slice(&0x7ffu32.to_le_bytes()); // STATX_BASIC_STATS
+    x[4..8].copy_from_slice(&st[56..60]); // blksize
+    x[16..20].copy_from_slice(&st[16..20]); // nlink
+    x[28..30].copy_from_slice(&st[24..26]); // mode
+    x[40..48].copy_from_slice(&st[48..56]); // size
+    0
 }
 
 fn sys_poll(fds: u64, n: u64, _timeout: u64) -> i64 {
@@ -950,6 +1102,9 @@ fn sys_fcntl(fd: u64, cmd: u64, arg: u64) -> i64 {
     if fd_kind(fd) == FD_FREE {
         return -EBADF;
     }
+    if hostio::is_host(fd) && (cmd == 3 || cmd == 4) {
+        return hostio::fcntl(fd, cmd, arg);
+    }
     match cmd {
         0 | 1030 => sys_dup(fd, arg), // F_DUPFD, F_DUPFD_CLOEXEC
         1 | 2 => 0,                   // F_GETFD / F_SETFD
@@ -959,7 +1114,19 @@ fn sys_fcntl(fd: u64, cmd: u64, arg: u64) -> i64 {
     }
 }
 
-fn sys_openat(path: u64) -> i64 {
+fn sys_openat2(dirfd: u64, path: u64, how: u64, size: u64) -> i64 {
+    hostio::openat2(dirfd, path, how, size)
+}
+
+fn sys_openat(dirfd: u64, path: u64, flags: u64, mode: u64) -> i64 {
+    let r = sys_open_special(path);
+    if r != -ENOENT {
+        return r;
+    }
+    hostio::openat(dirfd, path, flags, mode, 0)
+}
+
+fn sys_open_special(path: u64) -> i64 {
     const NAME: &[u8] = b"/dev/ward/launch-measurement\0";
     if let Some(p) = user_slice(path, NAME.len() as u64) {
         if p == NAME {
@@ -1326,11 +1493,73 @@ fn wake_expired() {
     }
 }
 
+/// Whether some thread waits for a host handle or the channel.
+fn io_waiters() -> bool {
+    shim()
+        .threads
+        .iter()
+        .any(|t| t.state == State::Blocked && t.io_events != 0)
+}
+
+/// Blocks the current thread until `handle` (or [`HANDLE_CHANNEL`]) may be ready for
+/// `events`; the caller then retries its operation.
+fn wait_io(handle: u32, events: u16) {
+    let s = shim();
+    let me = s.cur;
+    s.threads[me].state = State::Blocked;
+    s.threads[me].io_handle = handle;
+    s.threads[me].io_events = events;
+    s.threads[me].wait_addr = 0;
+    s.threads[me].deadline = u64::MAX;
+    schedule();
+    let s = shim();
+    s.threads[s.cur].io_events = 0;
+}
+
+/// Asks the host which waited-for handles are ready (waiting up to `timeout` ns) and
+/// wakes their threads.
+fn poll_io(timeout: u64) {
+    let s = shim();
+    let mut who = [0usize; MAX_POLL as usize];
+    let mut n = 0;
+    for (i, t) in s.threads.iter().enumerate() {
+        if t.state == State::Blocked && t.io_events != 0 && n < who.len() {
+            let e = PollEntry {
+                handle: t.io_handle,
+                events: t.io_events,
+                revents: 0,
+            };
+            // SAFETY: n < MAX_POLL entries of 8 bytes fit in the shared data area.
+            unsafe { write_volatile((SHARED_DATA as *mut PollEntry).add(n), e) };
+            who[n] = i;
+            n += 1;
+        }
+    }
+    let r = host_call(OP_POLL, n as u64, timeout, 0);
+    s.last_poll = mono_ns();
+    if host_count(r, n as u64).unwrap_or(0) == 0 {
+        return;
+    }
+    for (k, &i) in who[..n].iter().enumerate() {
+        // SAFETY: entry k < n of the array written above; the host filled revents.
+        let e = unsafe { read_volatile((SHARED_DATA as *const PollEntry).add(k)) };
+        if e.revents != 0 {
+            let t = &mut s.threads[i];
+            t.state = State::Runnable;
+            t.io_events = 0;
+        }
+    }
+}
+
 /// Runs the next runnable thread (possibly the current one again). Returns when the
 /// current thread is runnable and chosen.
 fn schedule() {
     loop {
         wake_expired();
+        // Threads waiting for I/O are looked at every millisecond even while others run.
+        if io_waiters() && mono_ns().saturating_sub(shim().last_poll) > 1_000_000 {
+            poll_io(0);
+        }
         let s = shim();
         let cur = s.cur;
         let next = (1..=MAX_THREADS)
@@ -1343,6 +1572,10 @@ fn schedule() {
                 return;
             }
             None => match earliest_deadline() {
+                _ if io_waiters() => {
+                    let t = earliest_deadline().map_or(u64::MAX, |d| d.saturating_sub(mono_ns()));
+                    poll_io(t);
+                }
                 Some(d) => {
                     let now = mono_ns();
                     if d > now {

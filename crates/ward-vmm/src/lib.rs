@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod hostio;
 mod image;
 mod vcpu;
 
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use hostio::{HostDir, HostResources};
 pub use image::MIN_MEMORY;
 
 /// Errors of the VMM itself (the guest's own failures are [`GuestExit`] values).
@@ -69,6 +71,9 @@ pub struct KvmKeepConfig {
     pub env: Vec<String>,
     /// Stop the guest after this long (reported as [`GuestExit::Timeout`]).
     pub timeout: Option<Duration>,
+    /// Host directories and socket addresses the guest may use. Not measured: the
+    /// host's policy, enforced by the VMM (see `docs/kvm.md`).
+    pub resources: HostResources,
 }
 
 impl KvmKeepConfig {
@@ -80,6 +85,7 @@ impl KvmKeepConfig {
             args: Vec::new(),
             env: Vec::new(),
             timeout: None,
+            resources: HostResources::default(),
         }
     }
 
@@ -97,6 +103,12 @@ impl KvmKeepConfig {
     /// Sets the environment.
     pub fn env<I: IntoIterator<Item = S>, S: Into<String>>(mut self, env: I) -> Self {
         self.env = env.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the host resources the guest may use.
+    pub fn resources(mut self, r: HostResources) -> Self {
+        self.resources = r;
         self
     }
 
@@ -345,13 +357,14 @@ pub fn launch(cfg: &KvmKeepConfig) -> Result<KvmKeep, VmmError> {
     }
     let vm = vcpu::Vm::create(img)?;
     let (host, guest) = UnixStream::pair()?;
+    let host_io = hostio::HostIo::new(cfg.resources.clone());
     let stop = Arc::new(vcpu::Stop::default());
     let timings = Arc::new(Mutex::new(Timings::default()));
     let thread = {
         let (stop, timings, measurement) = (stop.clone(), timings.clone(), measurement.clone());
         std::thread::Builder::new()
             .name("ward-vmm-vcpu".into())
-            .spawn(move || vm.run(guest, &stop, start, &timings, &measurement))?
+            .spawn(move || vm.run(guest, host_io, &stop, start, &timings, &measurement))?
     };
     stop.arm(thread.thread().clone(), cfg.timeout);
     Ok(KvmKeep {

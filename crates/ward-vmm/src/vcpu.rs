@@ -14,6 +14,7 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use ward_shim::abi::*;
 
+use crate::hostio::HostIo;
 use crate::image::Image;
 use crate::{GuestExit, Registers, Timings, VmmError};
 
@@ -117,7 +118,7 @@ impl Stop {
         }
     }
 
-    fn pending(&self) -> Option<GuestExit> {
+    pub(crate) fn pending(&self) -> Option<GuestExit> {
         match self.why.load(Ordering::SeqCst) {
             STOP_TIMEOUT => Some(GuestExit::Timeout),
             STOP_KILL => Some(GuestExit::Killed),
@@ -295,6 +296,7 @@ impl Vm {
     pub(crate) fn run(
         mut self,
         mut channel: UnixStream,
+        mut host: HostIo,
         stop: &Stop,
         start: Instant,
         timings: &Mutex<Timings>,
@@ -302,7 +304,7 @@ impl Vm {
     ) -> Result<GuestExit, VmmError> {
         stop.set_pthread();
         crate::ensure_kick_signal();
-        let r = self.run_loop(&mut channel, stop, start, timings, measurement);
+        let r = self.run_loop(&mut channel, &mut host, stop, start, timings, measurement);
         stop.finish();
         r
     }
@@ -310,6 +312,7 @@ impl Vm {
     fn run_loop(
         &mut self,
         channel: &mut UnixStream,
+        host: &mut HostIo,
         stop: &Stop,
         start: Instant,
         timings: &Mutex<Timings>,
@@ -354,7 +357,7 @@ impl Vm {
                     t.first_user_instruction.get_or_insert(start.elapsed());
                 }
                 DOORBELL_PORT => {
-                    if let Some(exit) = self.doorbell(channel, stop, mono0, measurement)? {
+                    if let Some(exit) = self.doorbell(channel, host, stop, mono0, measurement)? {
                         return Ok(exit);
                     }
                 }
@@ -420,6 +423,7 @@ impl Vm {
     fn doorbell(
         &mut self,
         channel: &mut UnixStream,
+        host: &mut HostIo,
         stop: &Stop,
         mono0: Instant,
         measurement: &Measurement,
@@ -518,6 +522,11 @@ impl Vm {
             OP_IDLE => match wait_readable(channel, req.a0, stop) {
                 Readable::Stopped => return Ok(stop.pending()),
                 _ => 0,
+            },
+            OP_HOST => host.call(mem, req.a0),
+            OP_POLL => match host.poll(mem, req.a0, req.a1, channel, stop) {
+                Ok(r) => r,
+                Err(()) => return Ok(stop.pending()),
             },
             _ => -EINVAL,
         };
