@@ -1,0 +1,262 @@
+//! `ward run --backend kvm` end to end: the same workloads as the process Keep, in a
+//! micro-VM, with host files and sockets proxied by the VMM. Every test prints
+//! "skipping: ..." and returns when /dev/kvm (or the example it needs) is absent.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::*;
+
+fn kvm() -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("skipping: /dev/kvm is not usable here ({e})");
+            false
+        }
+    }
+}
+
+/// Guest start-up is slow on a software hypervisor: generous, never asserted on.
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn run_kvm(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut all = vec!["run", "--backend", "kvm"];
+    all.extend_from_slice(args);
+    ward_with(&all, stdin, LIMIT)
+}
+
+#[test]
+fn hello_prints_its_greeting() {
+    if !kvm() {
+        return;
+    }
+    let Some(app) = example("hello.wasm") else {
+        return;
+    };
+    let o = run_kvm(&[app.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Hello"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+/// A temp dir with `data/` and a Ward.toml preopening it as `/data`.
+fn preopen_config(extra: &str, writable: bool) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("data")).unwrap();
+    let cfg = d.path().join("Ward.toml");
+    std::fs::write(
+        &cfg,
+        format!("{extra}[[preopens]]\nhost = \"data\"\nguest = \"/data\"\nwritable = {writable}\n"),
+    )
+    .unwrap();
+    (d, cfg)
+}
+
+#[test]
+fn filetool_round_trips_through_a_preopen() {
+    if !kvm() {
+        return;
+    }
+    let Some(app) = example("filetool.wasm") else {
+        return;
+    };
+    let (d, cfg) = preopen_config("args = [\"note.txt\"]\n", true);
+    // More than one shared-block transfer (64 KiB) each way.
+    let input: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let o = run_kvm(
+        &["--config", cfg.to_str().unwrap(), app.to_str().unwrap()],
+        &input,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stdout == input, "stdout differs from what was stored");
+    assert!(
+        std::fs::read(d.path().join("data/note.txt")).unwrap() == input,
+        "the host file differs"
+    );
+    assert!(stderr(&o).contains("200000 bytes stored in /data/note.txt"));
+}
+
+#[test]
+fn filetool_cannot_write_a_read_only_preopen() {
+    if !kvm() {
+        return;
+    }
+    let Some(app) = example("filetool.wasm") else {
+        return;
+    };
+    let (d, cfg) = preopen_config("args = [\"note.txt\"]\n", false);
+    let o = run_kvm(
+        &["--config", cfg.to_str().unwrap(), app.to_str().unwrap()],
+        b"nope\n",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot create /data/note.txt"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.path().join("data/note.txt").exists());
+}
+
+#[test]
+fn a_path_escape_through_the_preopen_is_refused() {
+    if !kvm() {
+        return;
+    }
+    // path_open("../secret") beneath /data, then print whatever it read.
+    let (d, app) = temp_file(
+        "escape.wat",
+        br#"(module
+          (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $e (param i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 100) "../secret")
+          (func (export "_start")
+            (call $e (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 9) (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200)))))"#,
+    );
+    std::fs::write(d.path().join("secret"), "do not read").unwrap();
+    std::fs::create_dir(d.path().join("data")).unwrap();
+    let cfg = d.path().join("Ward.toml");
+    std::fs::write(&cfg, "[[preopens]]\nhost = \"data\"\nguest = \"/data\"\n").unwrap();
+    let o = run_kvm(
+        &["--config", cfg.to_str().unwrap(), app.to_str().unwrap()],
+        b"",
+    );
+    // ENOTCAPABLE (76) or EPERM (63): anything but success.
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("kvm keep:"), "{}", stderr(&o));
+}
+
+#[test]
+fn echo_answers_over_tcp() {
+    if !kvm() {
+        return;
+    }
+    let Some(app) = example("echo.wasm") else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("Ward.toml");
+    // Port 0: the Keep picks a free port and ward prints it. One connection, then exit.
+    std::fs::write(
+        &cfg,
+        "args = [\"1\"]\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"ingest\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = 0\n",
+    )
+    .unwrap();
+    let mut child = spawn(&[
+        "run",
+        "--backend",
+        "kvm",
+        "--config",
+        cfg.to_str().unwrap(),
+        app.to_str().unwrap(),
+    ]);
+    let mut err = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let addr = loop {
+        let mut b = [0u8; 1];
+        if err.read(&mut b).unwrap() == 0 {
+            let _ = child.kill();
+            panic!(
+                "ward exited before listening: {}",
+                String::from_utf8_lossy(&seen)
+            );
+        }
+        seen.push(b[0]);
+        let text = String::from_utf8_lossy(&seen);
+        if let Some(line) = text.lines().find(|l| l.contains("ingest listening on ")) {
+            if text.ends_with('\n') {
+                break line.rsplit(' ').next().unwrap().to_string();
+            }
+        }
+    };
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    // Two round trips on one connection, the second larger than one transfer.
+    s.write_all(b"ping over tcp\n").unwrap();
+    let mut buf = [0u8; 14];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping over tcp\n");
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let writer = {
+        let mut w = s.try_clone().unwrap();
+        let big = big.clone();
+        std::thread::spawn(move || w.write_all(&big).unwrap())
+    };
+    let mut back = vec![0u8; big.len()];
+    s.read_exact(&mut back).unwrap();
+    writer.join().unwrap();
+    assert!(back == big, "echoed bytes differ");
+    drop(s);
+    child.stderr = Some(err);
+    let o = wait_with_limit(child, LIMIT);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn cpubench_checksum_matches_the_process_keep() {
+    if !kvm() {
+        return;
+    }
+    let Some(app) = example("cpubench.wasm") else {
+        return;
+    };
+    let cfg = root().join("examples/cpubench.toml");
+    let args = [
+        "--config",
+        cfg.to_str().unwrap(),
+        app.to_str().unwrap(),
+        "--",
+        "20",
+    ];
+    let mut process = vec!["run", "--backend", "process"];
+    process.extend_from_slice(&args);
+    let p = ward_with(&process, b"", LIMIT);
+    let k = run_kvm(&args, b"");
+    assert_eq!(p.status.code(), Some(0), "{}", stderr(&p));
+    assert_eq!(k.status.code(), Some(0), "{}", stderr(&k));
+    let line = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.contains("checksum"))
+            .map(str::to_string)
+    };
+    assert!(line(&p).is_some(), "{}", String::from_utf8_lossy(&p.stdout));
+    assert_eq!(line(&p), line(&k));
+}
+
+#[test]
+fn memory_over_the_limit_is_a_clean_error() {
+    if !kvm() {
+        return;
+    }
+    let (d, app) = temp_file(
+        "grow.wat",
+        br#"(module (memory (export "memory") 1)
+          (func (export "_start")
+            (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+            unreachable))"#,
+    );
+    let cfg = d.path().join("Ward.toml");
+    std::fs::write(&cfg, "[limits]\nmemory = \"4MiB\"\n").unwrap();
+    let o = run_kvm(
+        &["--config", cfg.to_str().unwrap(), app.to_str().unwrap()],
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(134), "{err}");
+    assert!(err.contains("over its limit of 4 MiB"), "{err}");
+    assert!(err.contains("after hitting its memory limit"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
