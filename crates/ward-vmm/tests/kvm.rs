@@ -184,3 +184,132 @@ fn measurement_is_reproducible_and_binds_config() {
         "shim build is not reproducible"
     );
 }
+
+/// Host files and sockets from inside the guest, through std and raw system calls:
+/// what the VMM allows works, and every way out of the allow-list is refused.
+const HOSTIO: &str = r#"
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+fn sys(nr: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
+    let r: isize;
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") nr as isize => r, in("rdi") a, in("rsi") b,
+            in("rdx") c, in("r10") d, out("rcx") _, out("r11") _);
+    }
+    r
+}
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let (rw, ro, listen) = (&a[1], &a[2], &a[3]);
+    let mut ch = unsafe { std::fs::File::from_raw_fd(3) };
+    let mut out = String::new();
+    let mut say = |k: &str, v: String| out.push_str(&format!("{k}={v}\n"));
+    // Files beneath a writable preopen.
+    std::fs::write(format!("{rw}/f.txt"), b"0123456789").unwrap();
+    let mut s = String::new();
+    std::fs::File::open(format!("{rw}/f.txt")).unwrap().read_to_string(&mut s).unwrap();
+    say("read", s);
+    std::fs::create_dir(format!("{rw}/d")).unwrap();
+    std::fs::rename(format!("{rw}/f.txt"), format!("{rw}/d/g.txt")).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(format!("{rw}/d")).unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    say("list", names.join(","));
+    say("size", std::fs::metadata(format!("{rw}/d/g.txt")).unwrap().len().to_string());
+    std::fs::remove_file(format!("{rw}/d/g.txt")).unwrap();
+    std::fs::remove_dir(format!("{rw}/d")).unwrap();
+    // Ways out.
+    let dir = std::fs::File::open(rw).unwrap();
+    let p = b"../secret\0";
+    say("openat_dotdot", sys(257, dir.as_raw_fd() as usize, p.as_ptr() as usize, 0, 0).to_string());
+    let p = b"/etc/passwd\0";
+    say("open_abs", sys(257, dir.as_raw_fd() as usize, p.as_ptr() as usize, 0, 0).to_string());
+    say("std_dotdot", std::fs::read(format!("{rw}/../secret")).is_ok().to_string());
+    std::os::unix::fs::symlink("../secret", format!("{rw}/up")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", format!("{rw}/abs")).unwrap();
+    say("via_symlink_up", std::fs::read(format!("{rw}/up")).is_ok().to_string());
+    say("via_symlink_abs", std::fs::read(format!("{rw}/abs")).is_ok().to_string());
+    let p = b"/proc/self/environ\0";
+    say("proc", sys(257, -100isize as usize, p.as_ptr() as usize, 0, 0).to_string());
+    // Read-only preopen: readable, not writable.
+    say("ro_read", std::fs::read_to_string(format!("{ro}/r.txt")).unwrap());
+    say("ro_create", format!("{:?}", std::fs::write(format!("{ro}/x"), b"x").map_err(|e| e.raw_os_error())));
+    say("ro_unlink", format!("{:?}", std::fs::remove_file(format!("{ro}/r.txt")).map_err(|e| e.raw_os_error())));
+    say("ro_mkdir", format!("{:?}", std::fs::create_dir(format!("{ro}/m")).map_err(|e| e.raw_os_error())));
+    // Sockets: only the allowed address.
+    let l = std::net::TcpListener::bind(listen.as_str()).unwrap();
+    say("bound", (l.local_addr().unwrap().port() != 0).to_string());
+    say("bind_other", format!("{:?}", std::net::TcpListener::bind("127.0.0.1:1").map_err(|e| e.raw_os_error())));
+    say("connect", format!("{:?}", std::net::TcpStream::connect(l.local_addr().unwrap()).map_err(|e| e.raw_os_error())));
+    say("fd_bad", sys(0, 999, 0, 0, 0).to_string());
+    ch.write_all(out.as_bytes()).unwrap();
+}
+"#;
+
+#[test]
+fn host_files_and_sockets_stay_inside_the_allow_list() {
+    if !kvm() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let elf = guest(dir.path(), "hostio", HOSTIO);
+    let (rw, ro) = (dir.path().join("rw"), dir.path().join("ro"));
+    std::fs::create_dir(&rw).unwrap();
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::write(dir.path().join("secret"), "secret").unwrap();
+    std::fs::write(ro.join("r.txt"), "ro data").unwrap();
+    let res = ward_vmm::HostResources {
+        dirs: vec![
+            ward_vmm::HostDir {
+                path: rw.clone(),
+                writable: true,
+            },
+            ward_vmm::HostDir {
+                path: ro.clone(),
+                writable: false,
+            },
+        ],
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        ..Default::default()
+    };
+    let cfg = KvmKeepConfig::from_path(&elf, 128 << 20)
+        .unwrap()
+        .args([
+            "hostio",
+            rw.to_str().unwrap(),
+            ro.to_str().unwrap(),
+            "127.0.0.1:0",
+        ])
+        .resources(res)
+        .timeout(Duration::from_secs(120));
+    let mut keep = ward_vmm::launch(&cfg).unwrap();
+    let mut ch = keep.take_channel().unwrap();
+    let mut out = String::new();
+    ch.read_to_string(&mut out).unwrap();
+    let exit = keep.wait().unwrap();
+    assert_eq!(exit, GuestExit::Exited(0), "{out}");
+    let want = "read=0123456789
+list=g.txt
+size=10
+openat_dotdot=-18
+open_abs=-2
+std_dotdot=false
+via_symlink_up=false
+via_symlink_abs=false
+proc=-2
+ro_read=ro data
+ro_create=Err(Some(30))
+ro_unlink=Err(Some(30))
+ro_mkdir=Err(Some(30))
+bound=true
+bind_other=Err(Some(13))
+connect=Err(Some(13))
+fd_bad=-9
+";
+    assert_eq!(out, want);
+    assert_eq!(
+        std::fs::read_to_string(ro.join("r.txt")).unwrap(),
+        "ro data"
+    );
+    assert!(!ro.join("x").exists());
+}
