@@ -115,18 +115,22 @@ fn ms(since: Instant) -> f64 {
     (since.elapsed().as_micros() as f64) / 1000.0
 }
 
-/// The `--json` line printed after the workload's output.
+/// The `--json` line printed after the workload's output (phases in their order).
 fn timings_json(exit_code: u8, t: &[(&str, f64)]) -> String {
-    let phases: serde_json::Map<String, serde_json::Value> = t
+    let phases: Vec<String> = t
         .iter()
         .map(|(k, v)| {
-            (
-                (*k).to_string(),
-                serde_json::json!((v * 1000.0).round() / 1000.0),
+            format!(
+                "{}:{}",
+                serde_json::json!(k),
+                serde_json::json!((v * 1000.0).round() / 1000.0)
             )
         })
         .collect();
-    serde_json::json!({ "exit_code": exit_code, "timings_ms": phases }).to_string()
+    format!(
+        "{{\"exit_code\":{exit_code},\"timings_ms\":{{{}}}}}",
+        phases.join(",")
+    )
 }
 
 /// A session that broke off, as one clear line: a tunnel that closed (the host
