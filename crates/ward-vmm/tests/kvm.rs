@@ -1,7 +1,7 @@
 //! End-to-end tests of the kvm Keep with small static guest programs compiled here.
 //! Tests that need /dev/kvm print why they skip when it is absent.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -312,4 +312,60 @@ fd_bad=-9
         "ro data"
     );
     assert!(!ro.join("x").exists());
+}
+
+/// A blocking `connect` to an allowed address completes (the host socket is
+/// non-blocking: EINPROGRESS, a wait, then the outcome), and data flows both ways
+/// while another guest thread keeps running.
+const CONNECT: &str = r#"
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let mut ch = unsafe { std::fs::File::from_raw_fd(3) };
+    let ticker = std::thread::spawn(|| {
+        let mut n = 0u32;
+        for _ in 0..5 { std::thread::sleep(std::time::Duration::from_millis(2)); n += 1; }
+        n
+    });
+    let mut s = std::net::TcpStream::connect(a[1].as_str()).unwrap();
+    s.write_all(b"hello host").unwrap();
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).unwrap();
+    let ticks = ticker.join().unwrap();
+    write!(ch, "{}|{}", String::from_utf8_lossy(&buf), ticks).unwrap();
+}
+"#;
+
+#[test]
+fn connect_to_an_allowed_address() {
+    if !kvm() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let elf = guest(dir.path(), "connect", CONNECT);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let mut buf = [0u8; 10];
+        c.read_exact(&mut buf).unwrap();
+        c.write_all(b"howdy").unwrap();
+        buf
+    });
+    let cfg = KvmKeepConfig::from_path(&elf, 128 << 20)
+        .unwrap()
+        .args(["connect".to_string(), addr.to_string()])
+        .resources(ward_vmm::HostResources {
+            connect: vec![addr],
+            ..Default::default()
+        })
+        .timeout(Duration::from_secs(120));
+    let mut keep = ward_vmm::launch(&cfg).unwrap();
+    let mut ch = keep.take_channel().unwrap();
+    let mut out = String::new();
+    ch.read_to_string(&mut out).unwrap();
+    assert_eq!(keep.wait().unwrap(), GuestExit::Exited(0), "{out}");
+    assert_eq!(out, "howdy|5");
+    assert_eq!(&server.join().unwrap(), b"hello host");
 }
