@@ -22,7 +22,7 @@ const POLLIN: u16 = 1;
 const POLLOUT: u16 = 4;
 const ENOTDIR: i64 = 20;
 const ENOTSOCK: i64 = 88;
-const ENOTCONN: i64 = 107;
+const MSG_DONTWAIT: u64 = 0x40;
 
 fn set_args(a: &[u64]) {
     for i in 0..HOST_ARGS {
@@ -136,10 +136,11 @@ fn wait_for(fd: u64, events: u16) {
 }
 
 /// Runs `op` until it does not say EAGAIN (or the fd is non-blocking).
-fn blocking(fd: u64, events: u16, mut op: impl FnMut() -> i64) -> i64 {
+/// `dontwait`: this call is non-blocking whatever the fd is (`MSG_DONTWAIT`).
+fn blocking(fd: u64, events: u16, dontwait: bool, mut op: impl FnMut() -> i64) -> i64 {
     loop {
         let r = op();
-        if r != -EAGAIN || !is_host(fd) || shim().nonblock[fd as usize] {
+        if r != -EAGAIN || dontwait || !is_host(fd) || shim().nonblock[fd as usize] {
             return r;
         }
         wait_for(fd, events);
@@ -154,7 +155,8 @@ pub(super) fn read(fd: u64, dst: &mut [u8], nr: u64, extra: u64) -> i64 {
         return 0;
     }
     let max = (dst.len() as u64).min(HOST_PAYLOAD_LEN);
-    blocking(fd, POLLIN, || {
+    let dontwait = nr == 45 && extra & MSG_DONTWAIT != 0;
+    blocking(fd, POLLIN, dontwait, || {
         let h = match handle(fd) {
             Ok(h) => h,
             Err(e) => return e,
@@ -176,7 +178,8 @@ pub(super) fn write(fd: u64, src: &[u8], nr: u64, extra: u64) -> i64 {
     loop {
         let n = (src.len() - done).min(HOST_PAYLOAD_LEN as usize);
         let off = if nr == 18 { extra + done as u64 } else { extra };
-        let r = blocking(fd, POLLOUT, || {
+        let dontwait = nr == 44 && extra & MSG_DONTWAIT != 0;
+        let r = blocking(fd, POLLOUT, dontwait, || {
             let h = match handle(fd) {
                 Ok(h) => h,
                 Err(e) => return e,
@@ -325,7 +328,7 @@ pub(super) fn getdents(fd: u64, buf: u64, len: u64) -> i64 {
             return -EIO;
         }
         let reclen = u16::from_le_bytes([src[off + 16], src[off + 17]]) as usize;
-        if reclen < 20 || reclen % 8 != 0 || reclen > n - off {
+        if reclen < 20 || !reclen.is_multiple_of(8) || reclen > n - off {
             return -EIO;
         }
         if !src[off + 19..off + reclen].contains(&0) {
@@ -628,7 +631,7 @@ pub(super) fn accept(fd: u64, addr: u64, addrlen: u64, flags: u64) -> i64 {
         return -EINVAL;
     }
     let mut newh = 0;
-    let r = blocking(fd, POLLIN, || {
+    let r = blocking(fd, POLLIN, false, || {
         let h = match handle(fd) {
             Ok(h) => h,
             Err(e) => return e,
@@ -694,12 +697,10 @@ pub(super) fn recvfrom(fd: u64, buf: u64, len: u64, flags: u64, addr: u64, addrl
 pub(super) fn shutdown(fd: u64, how: u64) -> i64 {
     match handle(fd) {
         Ok(h) => {
-            let r = host_unit(hcall(48, &[h, how]));
-            if r == -ENOTCONN {
-                -ENOTCONN
-            } else {
-                r
+            if how > 2 {
+                return -EINVAL;
             }
+            host_unit(hcall(48, &[h, how]))
         }
         Err(e) => e,
     }

@@ -974,7 +974,7 @@ fn iovecs(iov: u64, cnt: u64) -> Option<&'static [[u64; 2]]> {
         return None;
     }
     let bytes = user_slice(iov, cnt * 16)?;
-    if (bytes.as_ptr() as usize) % 8 != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(8) {
         return None;
     }
     // SAFETY: 8-aligned, cnt*16 bytes of guest memory, read as pairs of u64.
@@ -1279,7 +1279,7 @@ fn sys_mmap(addr: u64, len: u64, _prot: u64, flags: u64, fd: u64) -> i64 {
     };
     let s = shim();
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
-        if addr % PAGE != 0 || !s.ranges.contains(addr, len) {
+        if !addr.is_multiple_of(PAGE) || !s.ranges.contains(addr, len) {
             return -ENOMEM;
         }
         let clean = s.ranges.is_free(addr, len);
@@ -1318,7 +1318,7 @@ fn sys_mmap(addr: u64, len: u64, _prot: u64, flags: u64, fd: u64) -> i64 {
 }
 
 fn mprotect(addr: u64, len: u64) -> i64 {
-    if addr % PAGE != 0 || !user_ok(addr, len) {
+    if !addr.is_multiple_of(PAGE) || !user_ok(addr, len) {
         return -ENOMEM;
     }
     0
@@ -1329,7 +1329,7 @@ fn sys_munmap(addr: u64, len: u64) -> i64 {
         return -EINVAL;
     };
     let s = shim();
-    if addr % PAGE != 0 || !s.ranges.contains(addr, len) {
+    if !addr.is_multiple_of(PAGE) || !s.ranges.contains(addr, len) {
         return -EINVAL;
     }
     // Returned memory is zeroed lazily, when handed out again; parts that were never
@@ -1361,7 +1361,7 @@ fn sys_madvise(addr: u64, len: u64, advice: u64) -> i64 {
     let s = shim();
     if advice == MADV_DONTNEED {
         match page_up(len) {
-            Some(l) if addr % PAGE == 0 && s.ranges.contains(addr, l) => zero(addr, l),
+            Some(l) if addr.is_multiple_of(PAGE) && s.ranges.contains(addr, l) => zero(addr, l),
             _ => return -EINVAL,
         }
     }

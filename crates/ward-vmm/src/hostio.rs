@@ -805,7 +805,7 @@ impl HostIo {
         }
         let b = self.base(dir, path)?;
         let writes = flags & O_ACCMODE != 0 || flags & (O_CREAT | O_TRUNC | O_APPEND) != 0;
-        if writes && (!b.writable || flags & O_PATH != 0 && flags & O_ACCMODE != 0) {
+        if writes && !b.writable {
             return Err(-EROFS);
         }
         let c = cstr(&b.rel)?;
