@@ -234,3 +234,147 @@ fn serve_rejects_bad_arguments_before_listening() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit"));
 }
+
+/// `prot = "tls"`: the Keep gets its certificate from the Steward before it runs
+/// the workload and terminates TLS itself; the workload (the plain TCP echo
+/// example) sees plaintext, the client trusts only the Steward's CA and reads the
+/// attested claims (workload digest included) from the certificate.
+#[test]
+fn a_tls_socket_is_certified_by_the_steward_and_terminated_in_the_keep() {
+    use std::io::{Read, Write};
+    let app = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/echo.wasm"
+    ));
+    let Ok(wasm) = std::fs::read(&app) else {
+        eprintln!(
+            "skipping: {} not built (run examples/build.sh)",
+            app.display()
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let policy = write_policy(tmp.path(), "insecure_allow_software = true\n");
+    let pem = ca_pem(&ca_dir).0;
+    std::fs::write(tmp.path().join("steward-ca.pem"), &pem).unwrap();
+    let steward = serve(&ca_dir, &policy, &[]);
+    let cfg = tmp.path().join("Ward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "args = [\"1\"]\nsteward = \"https://{}\"\nsteward_ca = \"steward-ca.pem\"\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"ingest\"\nprot = \"tls\"\naddr = \"127.0.0.1\"\nport = 0\n",
+            steward.addr
+        ),
+    )
+    .unwrap();
+    let mut child = ward()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg(&app)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(Option<Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let mut child = Kill(Some(child));
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let addr: SocketAddr = loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!("ward run exited before listening: {seen:?}");
+        };
+        if let Some(a) = line.split("ingest listening on ").nth(1) {
+            break a.trim().parse().unwrap();
+        }
+        seen.push(line);
+    };
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca_der(&pem)))
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+    )
+    .unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"ping over tls\n").unwrap();
+    let mut buf = [0u8; 14];
+    tls.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping over tls\n");
+    let leaf = tls.conn.peer_certificates().unwrap()[0].to_vec();
+    let claims = ward_steward::IssuedClaims::from_cert_der(&leaf)
+        .unwrap()
+        .expect("claims extension");
+    assert_eq!(claims.kind, "none");
+    assert!(claims.insecure_software);
+    use sha2::Digest;
+    assert_eq!(claims.workload, sha2::Sha256::digest(&wasm).to_vec());
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    drop(tls);
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    let rest = drain.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{seen:?} {rest:?}");
+}
+
+/// A Steward that refuses the Keep (strict policy, software evidence): `ward run`
+/// fails before the workload runs, and says why.
+#[test]
+fn a_tls_socket_refused_by_the_steward_stops_the_run() {
+    let app = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/echo.wasm"
+    ));
+    if !app.exists() {
+        eprintln!(
+            "skipping: {} not built (run examples/build.sh)",
+            app.display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let policy = write_policy(tmp.path(), "");
+    std::fs::write(tmp.path().join("steward-ca.pem"), ca_pem(&ca_dir).0).unwrap();
+    let steward = serve(&ca_dir, &policy, &[]);
+    let cfg = tmp.path().join("Ward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "steward = \"https://{}\"\nsteward_ca = \"steward-ca.pem\"\n[[files]]\nkind = \"listen\"\nname = \"ingest\"\nprot = \"tls\"\nport = 0\n",
+            steward.addr
+        ),
+    )
+    .unwrap();
+    let out = ward()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg(&app)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("evidence-software-not-allowed"), "{err}");
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use ward_proto::{
-    read_frame, HostToKeep, KeepErrorKind, KeepToHost, LaunchSpec, StdioMode, MAX_WORKLOAD_LEN,
-    PROTOCOL_VERSION,
+    read_frame, HostToKeep, KeepErrorKind, KeepToHost, LaunchSpec, SocketProtocol, StdioMode,
+    MAX_WORKLOAD_LEN, PROTOCOL_VERSION,
 };
 use ward_runtime::sockets::{open_sockets, WorkloadSocketHandle};
 use ward_runtime::{Runtime, RuntimeError, RuntimeOptions, WorkloadIo};
@@ -152,11 +152,14 @@ where
     let cfg = &spec.config;
 
     // 2. Host resources, opened before the sandbox closes the door behind them.
+    let tls = steward_certificate(&spec, opts)?;
     let sockets = open_sockets(&cfg.sockets)
         .map_err(|e| AgentError::new(KeepErrorKind::Config, e.to_string()))?;
+    let sockets = with_tls(sockets, cfg, tls);
     let mut listening = Vec::new();
     for (name, handle) in &sockets {
-        if let WorkloadSocketHandle::Listener(l) = handle {
+        if let WorkloadSocketHandle::Listener(l) | WorkloadSocketHandle::TlsListener(l, _) = handle
+        {
             if let Ok(addr) = l.local_addr() {
                 listening.push(KeepToHost::Listening {
                     name: name.clone(),
@@ -228,9 +231,78 @@ where
     drop(reader);
 
     // 5. Compile and run.
+    if ward_runtime::is_component(&module)
+        && cfg.sockets.iter().any(|s| s.prot == SocketProtocol::Tls)
+    {
+        return Err(AgentError::new(
+            KeepErrorKind::Config,
+            "prot = \"tls\" sockets are supported for WASI preview 1 modules only, not components",
+        ));
+    }
     let loaded = runtime.load(&module)?;
     drop(module);
     Ok(Some(runtime.run(&loaded, prepared)?))
+}
+
+/// A certificate from the Steward when a socket has `prot = "tls"` (before the
+/// sandbox: it needs a new connection). The context binds the announced workload
+/// digest; a module with another digest is refused later.
+fn steward_certificate(
+    spec: &LaunchSpec,
+    opts: &AgentOptions,
+) -> Result<Option<Arc<rustls::ServerConfig>>, AgentError> {
+    let cfg = &spec.config;
+    let tls: Vec<String> = cfg
+        .sockets
+        .iter()
+        .filter(|s| s.prot == SocketProtocol::Tls)
+        .map(|s| {
+            s.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .collect();
+    if tls.is_empty() {
+        return Ok(None);
+    }
+    let steward = cfg.steward.as_ref().ok_or_else(|| {
+        AgentError::new(
+            KeepErrorKind::Config,
+            "prot = \"tls\" needs a Steward (steward and steward_ca in Ward.toml)",
+        )
+    })?;
+    // The certificate names: each TLS socket's address (unless a wildcard), and
+    // localhost.
+    let mut names: Vec<String> = tls
+        .into_iter()
+        .filter(|h| h != "0.0.0.0" && h != "::")
+        .collect();
+    names.push("localhost".into());
+    names.dedup();
+    let measurement = crate::tls::measurement(opts)?;
+    ward_keep::steward::certify(steward, &names, measurement, &spec.workload_sha256)
+        .map(Some)
+        .map_err(|e| AgentError::new(KeepErrorKind::Config, e))
+}
+
+/// Turns the listeners of `prot = "tls"` sockets into TLS listeners.
+fn with_tls(
+    sockets: Vec<(String, WorkloadSocketHandle)>,
+    cfg: &ward_proto::WorkloadConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Vec<(String, WorkloadSocketHandle)> {
+    let Some(tls) = tls else { return sockets };
+    sockets
+        .into_iter()
+        .zip(&cfg.sockets)
+        .map(|((name, handle), s)| match handle {
+            WorkloadSocketHandle::Listener(l) if s.prot == SocketProtocol::Tls => {
+                (name, WorkloadSocketHandle::TlsListener(l, tls.clone()))
+            }
+            other => (name, other),
+        })
+        .collect()
 }
 
 fn check_spec(spec: &LaunchSpec) -> Result<(), AgentError> {

@@ -57,7 +57,7 @@ const KVM_MEASUREMENT: &str = "/dev/ward/launch-measurement";
 
 /// The launch measurement: for a kvm Keep, the guest image's SHA-384 (from the
 /// shim); for a process Keep, SHA-384 of the agent binary.
-fn measurement(opts: &AgentOptions) -> Result<Vec<u8>, AgentError> {
+pub(crate) fn measurement(opts: &AgentOptions) -> Result<Vec<u8>, AgentError> {
     if opts.vm {
         let m = std::fs::read(KVM_MEASUREMENT)
             .map_err(|e| internal("cannot read the launch measurement", e))?;

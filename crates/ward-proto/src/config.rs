@@ -25,6 +25,22 @@ pub struct WorkloadConfig {
     pub sockets: Vec<WorkloadSocket>,
     /// Resource limits.
     pub limits: Limits,
+    /// The Steward that certifies the Keep's `Tls` sockets (Ward.toml `steward` +
+    /// `steward_ca`). Absent when no socket needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steward: Option<StewardRef>,
+}
+
+/// Where a Keep gets the certificate for its TLS sockets (docs/steward.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StewardRef {
+    /// `https://host:port` of `ward steward serve`.
+    pub url: String,
+    /// The Steward's CA certificate (DER): it must have issued the Steward's TLS
+    /// certificate, and it is the root of the certificate the Keep gets.
+    #[serde(with = "serde_bytes")]
+    pub ca_der: Vec<u8>,
 }
 
 impl Default for WorkloadConfig {
@@ -38,6 +54,7 @@ impl Default for WorkloadConfig {
             preopens: Vec::new(),
             sockets: Vec::new(),
             limits: Limits::default(),
+            steward: None,
         }
     }
 }
@@ -77,7 +94,8 @@ pub enum FileKind {
 pub enum SocketProtocol {
     /// Plain TCP.
     Tcp,
-    /// TLS terminated inside the Keep (not implemented yet).
+    /// TLS terminated inside the Keep, with a certificate from the Steward
+    /// (`WorkloadConfig::steward`). Listen sockets only.
     Tls,
 }
 

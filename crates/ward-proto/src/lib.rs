@@ -17,7 +17,8 @@ pub mod host;
 pub mod keep;
 
 pub use config::{
-    FileKind, Limits, PreopenDir, SocketProtocol, StdioMode, WorkloadConfig, WorkloadSocket,
+    FileKind, Limits, PreopenDir, SocketProtocol, StdioMode, StewardRef, WorkloadConfig,
+    WorkloadSocket,
 };
 pub use frame::{decode_frame_body, encode_frame, read_frame, write_frame, FrameError};
 pub use keep::{

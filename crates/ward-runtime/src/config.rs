@@ -56,9 +56,10 @@ struct WardToml {
     args: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
-    /// Accepted for Enarx.toml compatibility; used by the Steward issue.
-    #[allow(dead_code)]
-    steward: Option<String>,
+    /// The Steward that certifies `prot = "tls"` sockets: `https://host:port`.
+    steward: Option<Spanned<String>>,
+    /// The Steward's CA certificate (PEM or DER), relative to this file.
+    steward_ca: Option<Spanned<String>>,
     files: Option<Vec<Spanned<FileEntry>>>,
     #[serde(default)]
     preopens: Vec<Spanned<PreopenEntry>>,
@@ -174,6 +175,7 @@ pub fn parse(text: &str, base: &Path) -> Result<WorkloadConfig, (usize, String)>
             .push(preopen_entry(entry, base).map_err(|m| (line, m))?);
     }
     check_unique_names(&cfg).map_err(|m| (1, m))?;
+    steward_entry(&mut cfg, raw.steward, raw.steward_ca, base, &line_of)?;
 
     let (limits_line, limits) = match raw.limits {
         Some(l) => (line_of(l.span().start), l.into_inner()),
@@ -250,15 +252,21 @@ fn file_entry(cfg: &mut WorkloadConfig, index: usize, e: FileEntry) -> Result<()
             if name.is_empty() || name.contains(':') || name.contains('\0') {
                 return Err(format!("invalid file name {name:?} (no ':' allowed)"));
             }
-            let prot =
-                match e.prot.as_deref().unwrap_or("tcp") {
-                    "tcp" => SocketProtocol::Tcp,
-                    "tls" => return Err(
-                        "prot = \"tls\" is not supported yet (needs a Steward); use prot = \"tcp\""
+            let prot = match e.prot.as_deref().unwrap_or("tcp") {
+                "tcp" => SocketProtocol::Tcp,
+                "tls" if e.kind == FileEntryKind::Listen => SocketProtocol::Tls,
+                "tls" => {
+                    return Err(
+                        "prot = \"tls\" is only supported for listen files (the Keep terminates TLS for its clients)"
                             .into(),
-                    ),
-                    other => return Err(format!("unknown prot {other:?}; expected \"tcp\"")),
-                };
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "unknown prot {other:?}; expected \"tcp\" or \"tls\""
+                    ))
+                }
+            };
             let port = e
                 .port
                 .ok_or_else(|| format!("file {name:?} needs a `port`"))?;
@@ -288,6 +296,134 @@ fn file_entry(cfg: &mut WorkloadConfig, index: usize, e: FileEntry) -> Result<()
         }
     }
     Ok(())
+}
+
+/// `steward` + `steward_ca`: both or neither; required by `prot = "tls"`.
+fn steward_entry(
+    cfg: &mut WorkloadConfig,
+    url: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    base: &Path,
+    line_of: &dyn Fn(usize) -> usize,
+) -> Result<(), (usize, String)> {
+    let tls = cfg
+        .sockets
+        .iter()
+        .find(|s| s.prot == SocketProtocol::Tls)
+        .map(|s| s.name.clone());
+    match (url, ca) {
+        (None, None) => match tls {
+            Some(name) => Err((
+                1,
+                format!(
+                    "file {name:?} has prot = \"tls\": set `steward = \"https://...\"` and `steward_ca` (the Steward's CA certificate, from `ward steward ca`) so the Keep can get a certificate"
+                ),
+            )),
+            None => Ok(()),
+        },
+        (Some(u), None) => Err((
+            line_of(u.span().start),
+            "`steward` needs `steward_ca`: the Steward's CA certificate (PEM), from `ward steward ca`".into(),
+        )),
+        (None, Some(c)) => Err((line_of(c.span().start), "`steward_ca` without `steward`".into())),
+        (Some(u), Some(c)) => {
+            let (url_line, ca_line) = (line_of(u.span().start), line_of(c.span().start));
+            let url = u.into_inner();
+            steward_authority(&url).map_err(|m| (url_line, m))?;
+            let path = base.join(c.into_inner());
+            let bytes = std::fs::read(&path)
+                .map_err(|e| (ca_line, format!("steward_ca {}: {e}", path.display())))?;
+            let ca_der = pem_or_der_certificate(&bytes).ok_or_else(|| {
+                (
+                    ca_line,
+                    format!("steward_ca {} is not a certificate (PEM or DER)", path.display()),
+                )
+            })?;
+            cfg.steward = Some(ward_proto::StewardRef { url, ca_der });
+            Ok(())
+        }
+    }
+}
+
+/// The `host:port` of a `https://host[:port][/]` Steward URL (port 443 by default).
+pub fn steward_authority(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("steward {url:?} must start with https://"))?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "steward {url:?} must be https://host[:port], no path"
+        ));
+    }
+    let bad_port = |p: &str| format!("steward {url:?}: bad port {p:?}");
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        // [IPv6]:port or [IPv6]
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("steward {url:?}: unclosed ["))?;
+        let port = match after {
+            "" => 443,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(|| bad_port(p))?,
+        };
+        (h, port)
+    } else {
+        match authority.split_once(':') {
+            None => (authority, 443),
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad_port(p))?),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("steward {url:?} has no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The DER of a certificate given as PEM (the first CERTIFICATE block) or DER.
+fn pem_or_der_certificate(bytes: &[u8]) -> Option<Vec<u8>> {
+    if bytes.first() == Some(&0x30) {
+        return Some(bytes.to_vec());
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    let start = text.find(BEGIN)? + BEGIN.len();
+    let end = start + text[start..].find("-----END CERTIFICATE-----")?;
+    let b64: Vec<u8> = text[start..end]
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let b64 = b64
+        .strip_suffix(b"==")
+        .or_else(|| b64.strip_suffix(b"="))
+        .unwrap_or(&b64);
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(b64.len() * 3 / 4);
+    for chunk in b64.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= val(*c)? << (18 - 6 * i);
+        }
+        let n = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
+    }
+    (out.first() == Some(&0x30)).then_some(out)
 }
 
 fn preopen_entry(e: PreopenEntry, base: &Path) -> Result<PreopenDir, String> {
@@ -424,9 +560,14 @@ kind = "stderr"
 # [[files]]
 # kind = "listen"
 # name = "ingest"
-# prot = "tcp"      # "tls" is not supported yet
+# prot = "tcp"      # "tls": TLS terminated in the Keep, certificate from the Steward
 # addr = "127.0.0.1"
 # port = 8080       # 0 picks a free port; Ward prints it
+
+# The Steward (`ward steward serve`) that certifies prot = "tls" sockets, and its CA
+# certificate (from `ward steward ca`, relative to this file). Needed only for tls.
+# steward = "https://127.0.0.1:8444"
+# steward_ca = "steward-ca.pem"
 
 # A host directory the workload can use (relative to this file).
 # [[preopens]]
@@ -474,11 +615,55 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_a_clear_error() {
+    fn tls_needs_a_steward() {
         let t = "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"listen\"\nname = \"x\"\nprot = \"tls\"\nport = 1\n";
+        let (_, msg) = parse_here(t).unwrap_err();
+        assert!(msg.contains("steward"), "{msg}");
+        let t =
+            "[[files]]\nkind = \"connect\"\nname = \"x\"\nprot = \"tls\"\nhost = \"a\"\nport = 1\n";
         let (line, msg) = parse_here(t).unwrap_err();
-        assert_eq!(line, 3);
-        assert!(msg.contains("tls"), "{msg}");
+        assert_eq!(line, 1);
+        assert!(msg.contains("only supported for listen"), "{msg}");
+    }
+
+    #[test]
+    fn tls_with_a_steward() {
+        let dir = tempfile::tempdir().unwrap();
+        // A DER "certificate" is taken as it is; PEM is decoded.
+        std::fs::write(
+            dir.path().join("ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let t = "steward = \"https://127.0.0.1:8444\"\nsteward_ca = \"ca.pem\"\n[[files]]\nkind = \"listen\"\nname = \"x\"\nprot = \"tls\"\nport = 0\n";
+        let cfg = parse(t, dir.path()).unwrap();
+        let s = cfg.steward.unwrap();
+        assert_eq!(s.url, "https://127.0.0.1:8444");
+        assert_eq!(s.ca_der, vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+        assert_eq!(cfg.sockets[0].prot, SocketProtocol::Tls);
+        let (line, msg) = parse("steward = \"https://x:1\"\n", dir.path()).unwrap_err();
+        assert_eq!(line, 1);
+        assert!(msg.contains("steward_ca"), "{msg}");
+        let bad = "steward = \"http://x\"\nsteward_ca = \"ca.pem\"\n";
+        assert!(parse(bad, dir.path()).unwrap_err().1.contains("https://"));
+    }
+
+    #[test]
+    fn steward_urls() {
+        assert_eq!(
+            steward_authority("https://a.example:8444"),
+            Ok(("a.example".into(), 8444))
+        );
+        assert_eq!(
+            steward_authority("https://a.example/"),
+            Ok(("a.example".into(), 443))
+        );
+        assert_eq!(steward_authority("https://[::1]:9"), Ok(("::1".into(), 9)));
+        assert!(steward_authority("https://a/b").is_err());
+        assert!(steward_authority("https://:1").is_err());
+        assert!(steward_authority("https://a:x").is_err());
+        assert!(steward_authority("https://a:").is_err());
+        assert!(steward_authority("https://[::1").is_err());
     }
 
     #[test]

@@ -13,10 +13,16 @@
 //! Accepted connections are numbered from [`ACCEPTED_FD_BASE`] up.
 //!
 //! Not supported on sockets: `poll_oneoff` readiness (blocking I/O only).
+//!
+//! TLS listeners (`prot = "tls"`): each accepted connection is wrapped in a rustls
+//! server session with the Keep's Steward-issued certificate; the workload reads and
+//! writes plaintext, the handshake happens on its first read or write, and shutdown
+//! for writing sends close_notify. `MSG_PEEK` is not supported on TLS connections.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
 
 use wasmtime::{AsContextMut, Caller, Linker};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
@@ -41,8 +47,73 @@ const SDFLAGS_RD: i32 = 1;
 const SDFLAGS_WR: i32 = 2;
 
 enum Socket {
-    Listener(TcpListener),
-    Stream(TcpStream),
+    /// A listener; with a TLS configuration, accepted connections speak TLS.
+    Listener(TcpListener, Option<Arc<rustls::ServerConfig>>),
+    Stream(Conn),
+}
+
+/// A connected stream: plain TCP, or TLS terminated here.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => &t.sock,
+        }
+    }
+
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.peek(buf),
+            Conn::Tls(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        }
+    }
+
+    fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        if let Conn::Tls(t) = self {
+            if how != Shutdown::Read {
+                t.conn.send_close_notify();
+                // Best effort: the peer may be gone, and a non-blocking socket may
+                // not take it all now.
+                let _ = t.flush();
+            }
+        }
+        self.tcp().shutdown(how)
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(t) => {
+                let n = t.write(buf)?;
+                // Send the records now: the workload expects a write to be on its way.
+                t.flush()?;
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(t) => t.flush(),
+        }
+    }
 }
 
 /// The workload's sockets, by fd.
@@ -64,8 +135,9 @@ impl SocketTable {
             .zip(first_fd..)
             .map(|(h, fd)| {
                 let s = match h {
-                    WorkloadSocketHandle::Listener(l) => Socket::Listener(l),
-                    WorkloadSocketHandle::Stream(s) => Socket::Stream(s),
+                    WorkloadSocketHandle::Listener(l) => Socket::Listener(l, None),
+                    WorkloadSocketHandle::TlsListener(l, tls) => Socket::Listener(l, Some(tls)),
+                    WorkloadSocketHandle::Stream(s) => Socket::Stream(Conn::Plain(s)),
                 };
                 (fd, s)
             })
@@ -88,7 +160,7 @@ impl SocketTable {
         self.is_socket(fd) || u32::try_from(fd).is_ok_and(|fd| self.placeholders.contains(&fd))
     }
 
-    fn insert_accepted(&mut self, stream: TcpStream) -> Result<u32, Errno> {
+    fn insert_accepted(&mut self, stream: Conn) -> Result<u32, Errno> {
         if self.sockets.len() >= MAX_CONNECTIONS {
             return Err(Errno::Mfile);
         }
@@ -190,7 +262,7 @@ fn with_wasi<T: SocketHost, R>(
 }
 
 fn read_into(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     mem: &mut Guest<'_>,
     iovs: &[std::ops::Range<usize>],
     peek: bool,
@@ -222,7 +294,7 @@ fn read_into(
 }
 
 fn write_from(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     mem: &Guest<'_>,
     iovs: &[std::ops::Range<usize>],
 ) -> Result<u32, Errno> {
@@ -245,10 +317,10 @@ fn write_from(
     Ok(total as u32)
 }
 
-fn stream_of(table: &mut SocketTable, fd: i32) -> Result<&mut TcpStream, Errno> {
+fn stream_of(table: &mut SocketTable, fd: i32) -> Result<&mut Conn, Errno> {
     match table.sockets.get_mut(&(fd as u32)) {
         Some(Socket::Stream(s)) => Ok(s),
-        Some(Socket::Listener(_)) => Err(Errno::Notconn),
+        Some(Socket::Listener(..)) => Err(Errno::Notconn),
         None => Err(Errno::Badf),
     }
 }
@@ -273,8 +345,8 @@ pub(crate) fn add_to_linker<T: SocketHost>(linker: &mut Linker<T>) -> wasmtime::
             let mut mem = Guest(mem);
             let table = state.sockets();
             let r = (|| {
-                let listener = match table.sockets.get(&(fd as u32)) {
-                    Some(Socket::Listener(l)) => l,
+                let (listener, tls) = match table.sockets.get(&(fd as u32)) {
+                    Some(Socket::Listener(l, tls)) => (l, tls),
                     Some(Socket::Stream(_)) => return Err(Errno::Inval),
                     None => return Err(Errno::Badf),
                 };
@@ -282,7 +354,15 @@ pub(crate) fn add_to_linker<T: SocketHost>(linker: &mut Linker<T>) -> wasmtime::
                 if flags as u16 & FDFLAGS_NONBLOCK != 0 {
                     stream.set_nonblocking(true).map_err(|e| errno_of(&e))?;
                 }
-                let new_fd = table.insert_accepted(stream)?;
+                let conn = match tls {
+                    None => Conn::Plain(stream),
+                    Some(cfg) => {
+                        let session =
+                            rustls::ServerConnection::new(cfg.clone()).map_err(|_| Errno::Io)?;
+                        Conn::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
+                    }
+                };
+                let new_fd = table.insert_accepted(conn)?;
                 if flags as u16 & FDFLAGS_NONBLOCK != 0 {
                     table.nonblocking.insert(new_fd);
                 }
@@ -469,8 +549,8 @@ pub(crate) fn add_to_linker<T: SocketHost>(linker: &mut Linker<T>) -> wasmtime::
                 table.nonblocking.remove(&(fd as u32));
             }
             let r = match table.sockets.get(&(fd as u32)) {
-                Some(Socket::Stream(s)) => s.set_nonblocking(nonblock),
-                Some(Socket::Listener(l)) => l.set_nonblocking(nonblock),
+                Some(Socket::Stream(s)) => s.tcp().set_nonblocking(nonblock),
+                Some(Socket::Listener(l, _)) => l.set_nonblocking(nonblock),
                 None => Ok(()),
             };
             Ok(done(r.map_err(|e| errno_of(&e))))

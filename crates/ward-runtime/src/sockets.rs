@@ -12,6 +12,9 @@ use ward_proto::{FileKind, WorkloadSocket};
 pub enum WorkloadSocketHandle {
     /// A bound, listening socket.
     Listener(TcpListener),
+    /// A bound, listening socket whose connections speak TLS, terminated in the
+    /// Keep with this configuration (the Steward-issued certificate).
+    TlsListener(TcpListener, std::sync::Arc<rustls::ServerConfig>),
     /// A connected stream.
     Stream(TcpStream),
 }
