@@ -149,9 +149,11 @@ fn echo_answers_over_tcp() {
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("Ward.toml");
     // Port 0: the Keep picks a free port and ward prints it. One connection, then exit.
+    // Stdin is relayed too (and left open), so a guest thread waits on the channel
+    // while the workload waits in accept/recv: both must be served.
     std::fs::write(
         &cfg,
-        "args = [\"1\"]\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"ingest\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = 0\n",
+        "args = [\"1\"]\n[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"ingest\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = 0\n",
     )
     .unwrap();
     let mut child = spawn(&[
