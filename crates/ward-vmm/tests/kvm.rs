@@ -242,6 +242,18 @@ fn main() {
     say("bind_other", format!("{:?}", std::net::TcpListener::bind("127.0.0.1:1").map_err(|e| e.raw_os_error())));
     say("connect", format!("{:?}", std::net::TcpStream::connect(l.local_addr().unwrap()).map_err(|e| e.raw_os_error())));
     say("fd_bad", sys(0, 999, 0, 0, 0).to_string());
+    // Bad arguments: errors, never a crash.
+    say("null_path", sys(257, -100isize as usize, 0, 0, 0).to_string());
+    let f = std::fs::File::open(format!("{ro}/r.txt")).unwrap();
+    say("bad_buf", sys(0, f.as_raw_fd() as usize, 16, 10, 0).to_string());
+    say("getdents_bad_buf", sys(217, dir.as_raw_fd() as usize, 16, 100, 0).to_string());
+    let p = b"x\0";
+    say("tmpfile", sys(257, dir.as_raw_fd() as usize, p.as_ptr() as usize, 0o20200002, 0o600).to_string());
+    let how = [0u64, 0, 0x40];
+    say("openat2_resolve", sys(437, dir.as_raw_fd() as usize, p.as_ptr() as usize, how.as_ptr() as usize, 24).to_string());
+    let long = format!("{rw}/{}\0", "a".repeat(5000));
+    say("long_path", sys(257, -100isize as usize, long.as_ptr() as usize, 0, 0).to_string());
+    say("write_ro_fd", sys(1, f.as_raw_fd() as usize, p.as_ptr() as usize, 1, 0).to_string());
     ch.write_all(out.as_bytes()).unwrap();
 }
 "#;
@@ -305,6 +317,13 @@ bound=true
 bind_other=Err(Some(13))
 connect=Err(Some(13))
 fd_bad=-9
+null_path=-14
+bad_buf=-14
+getdents_bad_buf=-14
+tmpfile=-95
+openat2_resolve=-22
+long_path=-36
+write_ro_fd=-9
 ";
     assert_eq!(out, want);
     assert_eq!(
