@@ -322,6 +322,14 @@ fn a_tls_socket_is_certified_by_the_steward_and_terminated_in_the_keep() {
     let mut buf = [0u8; 14];
     tls.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"ping over tls\n");
+    // More than one TLS record each way.
+    for i in 0..16u8 {
+        let chunk = vec![i; 20_000];
+        tls.write_all(&chunk).unwrap();
+        let mut back = vec![0u8; chunk.len()];
+        tls.read_exact(&mut back).unwrap();
+        assert_eq!(back, chunk);
+    }
     let leaf = tls.conn.peer_certificates().unwrap()[0].to_vec();
     let claims = ward_steward::IssuedClaims::from_cert_der(&leaf)
         .unwrap()

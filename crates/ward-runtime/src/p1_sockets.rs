@@ -102,8 +102,13 @@ impl Write for Conn {
             Conn::Tls(t) => {
                 let n = t.write(buf)?;
                 // Send the records now: the workload expects a write to be on its way.
-                t.flush()?;
-                Ok(n)
+                // The plaintext is already taken: on a non-blocking socket that is
+                // full, what is left goes out with the next read, write or shutdown,
+                // and `n` must still be reported (or the workload would resend it).
+                match t.flush() {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+                    _ => Ok(n),
+                }
             }
         }
     }
