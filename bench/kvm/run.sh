@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kvm Keep benchmarks: prints medians from one run of this script.
 #  1. VM create -> first user-mode instruction (ms), with a tiny static guest;
-#  2. `ward run --backend kvm hello.wasm` total vs `--backend process` (if the CLI has kvm);
+#  2. `ward run --backend kvm hello.wasm` total vs `--backend process`;
 #  3. the CPU-bound example: kvm vs process vs native.
 # Usage: bench/kvm/run.sh [RUNS]   (default 5). Needs /dev/kvm; skips (exit 0) without it.
 set -euo pipefail
@@ -29,24 +29,21 @@ for _ in $(seq "$RUNS"); do
     | awk '{v=$1; if ($2=="s") v*=1000; if ($2=="µs") v/=1000; print v}'
 done | median | xargs printf 'VM create -> first user-mode instruction (median of %s): %s ms\n' "$RUNS"
 
-# 2. ward run hello.wasm, kvm vs process.
-for b in process kvm; do
-  if "$WARD" run --help 2>/dev/null | grep -q "$b"; then
-    for _ in $(seq "$RUNS"); do time_ms "$WARD" run --backend "$b" examples/hello.wasm; done \
-      | median | xargs printf "ward run --backend %-7s hello.wasm total: %s ms\n" "$b"
-  else
-    echo "ward run --backend $b: not available in this CLI"
-  fi
-done
-
-# 3. CPU-bound example: kvm vs process vs native.
+# 2. ward run hello.wasm, kvm vs process; 3. the CPU-bound example, kvm vs process vs native.
 N=${CPUBENCH_N:-3000}
-for b in process kvm; do
-  if "$WARD" run --help 2>/dev/null | grep -q "$b"; then
-    for _ in $(seq "$RUNS"); do time_ms "$WARD" run --backend "$b" --config examples/cpubench.toml examples/cpubench.wasm -- "$N"; done \
-      | median | xargs printf "cpubench ward run --backend %-7s: %s ms\n" "$b"
-  fi
-done
+hello() { for _ in $(seq "$RUNS"); do time_ms "$WARD" run --backend "$1" examples/hello.wasm; done | median; }
+cpu() { for _ in $(seq "$RUNS"); do time_ms "$WARD" run --backend "$1" --config examples/cpubench.toml examples/cpubench.wasm -- "$N"; done | median; }
+H_P=$(hello process); H_K=$(hello kvm)
+C_P=$(cpu process); C_K=$(cpu kvm)
+C_N=n/a
 if [ -x examples/cpubench.native ]; then
-  for _ in $(seq "$RUNS"); do time_ms examples/cpubench.native "$N"; done | median | xargs printf "cpubench native: %s ms\n"
+  C_N=$(for _ in $(seq "$RUNS"); do time_ms examples/cpubench.native "$N"; done | median)
 fi
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 > 0 && a+0 > 0) printf "%.2fx", a/b; else print "n/a" }'; }
+echo
+printf '%-44s %10s %12s %12s\n' "median of $RUNS" "ms" "vs process" "vs native"
+printf '%-44s %10s %12s %12s\n' "ward run --backend process hello.wasm" "$H_P" "1.00x" "-"
+printf '%-44s %10s %12s %12s\n' "ward run --backend kvm hello.wasm" "$H_K" "$(ratio "$H_K" "$H_P")" "-"
+printf '%-44s %10s %12s %12s\n' "cpubench $N rounds, native" "$C_N" "-" "1.00x"
+printf '%-44s %10s %12s %12s\n' "cpubench $N rounds, ward run --backend process" "$C_P" "1.00x" "$(ratio "$C_P" "$C_N")"
+printf '%-44s %10s %12s %12s\n' "cpubench $N rounds, ward run --backend kvm" "$C_K" "$(ratio "$C_K" "$C_P")" "$(ratio "$C_K" "$C_N")"
