@@ -109,7 +109,19 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => match keep.finish() {
-            Ok(Some(how)) => bail!("{e} ({how})"),
+            Ok(Some(f)) if f.timed_out => {
+                // Same outcome and exit code as a process Keep's own deadline.
+                let ms = cfg.limits.wall_time_ms.unwrap_or(0);
+                eprintln!(
+                    "ward: workload stopped: wall-time limit of {} exceeded (the VMM stopped the kvm Keep after {} more)",
+                    fmt_ms(ms),
+                    fmt_ms(ward_host::local::KVM_DEADLINE_SLACK.as_millis() as u64)
+                );
+                return Ok(ExitCode::from(
+                    WorkloadOutcome::DeadlineExceeded { limit_ms: ms }.exit_status(),
+                ));
+            }
+            Ok(Some(f)) => bail!("{e} ({f})"),
             _ => return Err(e.into()),
         },
     };

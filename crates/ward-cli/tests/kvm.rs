@@ -262,3 +262,39 @@ fn memory_over_the_limit_is_a_clean_error() {
     assert!(err.contains("after hitting its memory limit"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn an_endless_loop_is_stopped_at_its_deadline_like_in_a_process_keep() {
+    if !kvm() {
+        return;
+    }
+    // No system calls, so only the VMM's timer can stop it (no preemption in the guest).
+    let (_d, app) = temp_file(
+        "spin.wat",
+        b"(module (memory (export \"memory\") 1) (func (export \"_start\") (loop $l (br $l))))",
+    );
+    let (_c, cfg) = temp_file("Ward.toml", b"[limits]\nwall_time = \"500ms\"\n");
+    let o = run_kvm(
+        &["--config", cfg.to_str().unwrap(), app.to_str().unwrap()],
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(124), "{err}");
+    assert!(err.contains("wall-time limit of 500ms exceeded"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_trapping_workload_is_reported_and_the_keep_ends_cleanly() {
+    if !kvm() {
+        return;
+    }
+    let (_d, app) = temp_file(
+        "trap.wat",
+        b"(module (memory (export \"memory\") 1) (func (export \"_start\") unreachable))",
+    );
+    let o = run_kvm(&[app.to_str().unwrap()], b"");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(134), "{err}");
+    assert!(err.contains("unreachable"), "{err}");
+}

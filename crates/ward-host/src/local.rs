@@ -22,8 +22,9 @@ const GUEST_PAGE: u64 = 2 << 20;
 const MAX_GUEST_MEMORY: u64 = 16 << 30;
 
 /// Extra time a kvm Keep gets past its workload's wall-time limit before the VMM stops
-/// it (compiling the module and reporting the outcome happen inside that window).
-const KVM_DEADLINE_SLACK: Duration = Duration::from_secs(5);
+/// it: the limit starts when the workload starts, the VMM's clock at launch, so
+/// compiling the module happens inside this window.
+pub const KVM_DEADLINE_SLACK: Duration = Duration::from_secs(2);
 
 /// The guest memory size of a kvm Keep whose workload may use `workload_memory` bytes
 /// of linear memory.
@@ -144,19 +145,40 @@ impl LocalKeep {
         }
     }
 
-    /// Waits for the Keep to end. `Ok(None)` when it ended normally; otherwise a
-    /// one-line account of how it failed (exit status, or the guest's fault with
-    /// registers).
-    pub fn finish(self) -> io::Result<Option<String>> {
+    /// Waits for the Keep to end. `Ok(None)` when it ended normally; otherwise how
+    /// it failed.
+    pub fn finish(self) -> io::Result<Option<KeepFailure>> {
         match self {
             Self::Process(mut p) => {
                 let status = p.wait()?;
-                Ok((!status.success()).then(|| format!("keep exited: {status}")))
+                Ok((!status.success()).then(|| KeepFailure {
+                    message: format!("keep exited: {status}"),
+                    timed_out: false,
+                }))
             }
             Self::Kvm(k) => match k.wait().map_err(|e| io::Error::other(e.to_string()))? {
                 GuestExit::Exited(0) => Ok(None),
-                other => Ok(Some(format!("kvm keep: {other}"))),
+                other => Ok(Some(KeepFailure {
+                    timed_out: other == GuestExit::Timeout,
+                    message: format!("kvm keep: {other}"),
+                })),
             },
         }
+    }
+}
+
+/// How a Keep failed, as its loader saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepFailure {
+    /// One line: the exit status, or the guest's fault with its registers.
+    pub message: String,
+    /// The VMM stopped the Keep at its deadline (a kvm guest cannot interrupt a
+    /// CPU-bound workload itself).
+    pub timed_out: bool,
+}
+
+impl std::fmt::Display for KeepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
