@@ -72,7 +72,7 @@ pub enum DaemonError {
 struct Keep {
     info: KeepInfo,
     channel: Option<std::os::unix::net::UnixStream>,
-    child: Option<tokio::process::Child>,
+    child: Option<crate::loader::RunningKeep>,
 }
 
 #[derive(Clone)]
@@ -185,6 +185,9 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((tcp, peer)) = accepted else { continue };
+                // Small frames (a Keep's Ready, its digest, output) go out at once,
+                // not after a delayed ACK.
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let app = app.clone();
                 tokio::spawn(async move {
@@ -335,35 +338,19 @@ async fn create_keep(State(s): State<AppState>, body: axum::body::Bytes) -> Resp
             },
         );
     }
-    let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
-        Ok(p) => p,
-        Err(e) => {
-            remove(&s, &id);
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("socketpair: {e}"),
-            );
-        }
-    };
-    let child = tokio::process::Command::new(&s.config.keep_bin)
-        .args([
-            "--channel-fd",
-            "0",
-            "--sandbox",
-            "--tls",
-            "--backend",
-            "process",
-        ])
-        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
-            theirs,
-        )))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .env_clear()
-        .kill_on_drop(true)
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
+    let memory = req
+        .memory_bytes
+        .unwrap_or(ward_proto::config::DEFAULT_MEMORY_BYTES);
+    // The loader starts a VM or a process; a slow VM launch must not stall the API.
+    let keep_bin = s.config.keep_bin.clone();
+    let backend = req.backend.clone();
+    let started =
+        tokio::task::spawn_blocking(move || crate::loader::start(&backend, &keep_bin, memory))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
+    let (child, ours) = match started {
+        Ok(started) => started,
         Err(e) => {
             remove(&s, &id);
             return error(
@@ -405,8 +392,8 @@ async fn create_keep(State(s): State<AppState>, body: axum::body::Bytes) -> Resp
                     continue;
                 };
                 match child.try_wait() {
-                    Ok(Some(status)) => {
-                        report_exit(&reaper_id, status);
+                    Ok(Some(end)) => {
+                        report_exit(&reaper_id, &end);
                         m.remove(&reaper_id);
                         return;
                     }
@@ -514,7 +501,7 @@ async fn stop_keep(s: &AppState, id: &str, keep_closed: bool) {
         child.try_wait().transpose()
     };
     match exited {
-        Some(Ok(status)) => report_exit(id, status),
+        Some(Ok(end)) => report_exit(id, &end),
         _ => {
             let _ = child.kill().await;
             info!(%id, "keep stopped");
@@ -522,14 +509,13 @@ async fn stop_keep(s: &AppState, id: &str, keep_closed: bool) {
     }
 }
 
-/// Logs how a Keep loader ended: killed by a signal is a crash; an exit status is
-/// its own report (it told its client why, inside TLS).
-fn report_exit(id: &str, status: std::process::ExitStatus) {
-    use std::os::unix::process::ExitStatusExt;
-    if status.signal().is_some() {
-        warn!(%id, "keep crashed: {status}");
+/// Logs how a Keep loader ended: killed by a signal (or a guest fault) is a crash;
+/// an exit status is its own report (it told its client why, inside TLS).
+fn report_exit(id: &str, end: &crate::loader::KeepEnd) {
+    if end.crashed {
+        warn!(%id, "keep crashed: {}", end.how);
     } else {
-        info!(%id, "keep exited: {status}");
+        info!(%id, "keep exited: {}", end.how);
     }
 }
 
