@@ -194,6 +194,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
             "/v1/keeps",
             Some(&CreateKeep {
                 backend: args.backend.clone(),
+                memory_bytes: Some(cfg.limits.memory_bytes),
             }),
         )
         .await?;

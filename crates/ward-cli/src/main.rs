@@ -60,7 +60,9 @@ enum HostCommand {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
-        /// Backends to offer (comma-separated). Only `process` exists so far.
+        /// Backends to offer (comma-separated): `process` (a sandboxed child process)
+        /// and `kvm` (a micro-VM; needs /dev/kvm). kvm guests are sized from the
+        /// client's [limits] memory + 256 MiB.
         #[arg(long, default_value = "process", value_delimiter = ',')]
         backends: Vec<String>,
         /// Most Keeps at once.
@@ -132,10 +134,15 @@ fn host(cmd: HostCommand) -> anyhow::Result<ExitCode> {
         state_dir,
     } = cmd;
     for b in &backends {
-        if b != "process" {
+        if !ward_host::loader::BACKENDS.contains(&b.as_str()) {
             anyhow::bail!(
-                "backend {b:?} is not available on this host (only \"process\" exists so far)"
+                "unknown backend {b:?} (known: {})",
+                ward_host::loader::BACKENDS.join(",")
             );
+        }
+        if b == "kvm" {
+            ward_vmm::kvm_available()
+                .map_err(|why| anyhow::anyhow!("cannot offer the kvm backend: {why}"))?;
         }
     }
     if max_keeps == 0 {

@@ -3,6 +3,8 @@
 //! "skipping: ..." and returns when /dev/kvm (or the example it needs) is absent.
 
 mod common;
+#[path = "common/host.rs"]
+mod host;
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -297,4 +299,85 @@ fn a_trapping_workload_is_reported_and_the_keep_ends_cleanly() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(134), "{err}");
     assert!(err.contains("unreachable"), "{err}");
+}
+
+/// `ward deploy --backend kvm` through `ward host serve --backends process,kvm`: the
+/// measurement in the Keep's evidence is the one `ward measure` computes offline, and
+/// a policy pinning it accepts the Keep while a policy pinning another value refuses it.
+#[test]
+fn deploy_to_a_kvm_keep_carries_the_offline_measurement() {
+    if !kvm() {
+        return;
+    }
+    let Some(app) = example("hello.wasm") else {
+        return;
+    };
+    let m = ward(&["measure", "--backend", "kvm"]);
+    assert!(m.status.success(), "{}", stderr(&m));
+    let expected = String::from_utf8(m.stdout).unwrap().trim().to_string();
+
+    let d = host::daemon_with("4", &["--backends", "process,kvm"]);
+    let o = host::deploy_app(&d.addr, &app, &["--backend", "kvm", "--insecure", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let claims: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(claims["measurement"], expected.as_str(), "{out}");
+    assert!(out.contains("Hello"), "{out}");
+
+    let (_p, good) = temp_file(
+        "policy.toml",
+        format!("measurements = [\"{expected}\"]\n").as_bytes(),
+    );
+    let o = host::deploy_app(
+        &d.addr,
+        &app,
+        &[
+            "--backend",
+            "kvm",
+            "--insecure",
+            "--policy",
+            good.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let other = "ab".repeat(48);
+    let (_q, bad) = temp_file(
+        "policy.toml",
+        format!("measurements = [\"{other}\"]\n").as_bytes(),
+    );
+    let o = host::deploy_app(
+        &d.addr,
+        &app,
+        &[
+            "--backend",
+            "kvm",
+            "--insecure",
+            "--policy",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(err.contains("measurement"), "{err}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("Hello"));
+}
+
+#[test]
+fn the_daemon_refuses_an_unknown_backend_before_listening() {
+    let o = ward(&[
+        "host",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--backends",
+        "process,xen",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "ward's own error code");
+    let err = stderr(&o);
+    assert!(
+        err.contains("unknown backend \"xen\" (known: process,kvm)"),
+        "{err}"
+    );
+    assert!(!err.contains("listening"), "{err}");
 }

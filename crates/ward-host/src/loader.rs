@@ -17,6 +17,8 @@ pub const BACKENDS: &[&str] = &["process", "kvm"];
 pub struct KeepEnd {
     /// It exited normally (status 0).
     pub success: bool,
+    /// It did not exit by itself: killed by a signal, or a guest fault.
+    pub crashed: bool,
     /// One line: the exit status, or the guest's fault with its registers.
     pub how: String,
 }
@@ -79,16 +81,19 @@ pub fn start(
                 .name("ward-kvm-reaper".into())
                 .spawn(move || {
                     let end = match keep.wait() {
-                        Ok(GuestExit::Exited(0)) => KeepEnd {
-                            success: true,
-                            how: "exited with status 0".into(),
+                        Ok(GuestExit::Exited(code)) => KeepEnd {
+                            success: code == 0,
+                            crashed: false,
+                            how: format!("exited with status {code}"),
                         },
                         Ok(other) => KeepEnd {
                             success: false,
+                            crashed: true,
                             how: other.to_string(),
                         },
                         Err(e) => KeepEnd {
                             success: false,
+                            crashed: true,
                             how: format!("VMM error: {e}"),
                         },
                     };
@@ -107,11 +112,21 @@ impl RunningKeep {
     /// `Some` once the Keep has ended.
     pub fn try_wait(&mut self) -> io::Result<Option<KeepEnd>> {
         match &mut self.0 {
-            Inner::Process(child) => Ok(child.try_wait()?.map(|status| KeepEnd {
-                success: status.success(),
-                how: status.to_string(),
-            })),
+            Inner::Process(child) => Ok(child.try_wait()?.map(process_end)),
             Inner::Kvm { ended, .. } => Ok(ended.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+        }
+    }
+
+    /// Waits for the Keep to end.
+    pub async fn wait(&mut self) -> io::Result<KeepEnd> {
+        match &mut self.0 {
+            Inner::Process(child) => child.wait().await.map(process_end),
+            Inner::Kvm { ended, .. } => loop {
+                if let Some(end) = ended.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                    return Ok(end);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            },
         }
     }
 
@@ -126,6 +141,15 @@ impl RunningKeep {
                 let _ = tokio::task::spawn_blocking(move || s.stop()).await;
             }
         }
+    }
+}
+
+fn process_end(status: std::process::ExitStatus) -> KeepEnd {
+    use std::os::unix::process::ExitStatusExt;
+    KeepEnd {
+        success: status.success(),
+        crashed: status.signal().is_some(),
+        how: status.to_string(),
     }
 }
 

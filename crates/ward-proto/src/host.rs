@@ -11,6 +11,11 @@ pub const MAX_API_BODY: usize = 64 << 10;
 pub struct CreateKeep {
     /// Backend name, e.g. `process`.
     pub backend: String,
+    /// The workload's memory limit (Ward.toml `[limits] memory`). A kvm Keep's guest is
+    /// sized from it before the workload arrives, and the size is part of its launch
+    /// measurement. `None`: the default limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
 }
 
 /// Lifecycle of a Keep on a host.

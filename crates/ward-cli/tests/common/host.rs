@@ -66,6 +66,11 @@ impl Daemon {
 
 /// Starts `ward host serve` on 127.0.0.1:0 with a fresh state directory.
 pub fn daemon(max_keeps: &str) -> Daemon {
+    daemon_with(max_keeps, &[])
+}
+
+/// [`daemon`] with more `ward host serve` arguments (e.g. `--backends process,kvm`).
+pub fn daemon_with(max_keeps: &str, extra: &[&str]) -> Daemon {
     let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
         .args([
@@ -78,6 +83,7 @@ pub fn daemon(max_keeps: &str) -> Daemon {
             "--state-dir",
         ])
         .arg(state.path())
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -331,6 +337,7 @@ pub async fn create_keep(addr: &str) -> KeepInfo {
     ciborium::into_writer(
         &ward_proto::host::CreateKeep {
             backend: "process".into(),
+            memory_bytes: None,
         },
         &mut body,
     )
