@@ -324,39 +324,20 @@ fn deploy_to_a_kvm_keep_carries_the_offline_measurement() {
     assert_eq!(claims["measurement"], expected.as_str(), "{out}");
     assert!(out.contains("Hello"), "{out}");
 
-    let (_p, good) = temp_file(
-        "policy.toml",
-        format!("measurements = [\"{expected}\"]\n").as_bytes(),
-    );
-    let o = host::deploy_app(
-        &d.addr,
-        &app,
-        &[
-            "--backend",
-            "kvm",
-            "--insecure",
-            "--policy",
-            good.to_str().unwrap(),
-        ],
-    );
+    // Deploys with a policy that accepts only `pinned`.
+    let deploy_pinned = |pinned: &str| {
+        let (_p, policy) = temp_file(
+            "policy.toml",
+            format!("measurements = [\"{pinned}\"]\n").as_bytes(),
+        );
+        let args = ["--backend", "kvm", "--insecure", "--policy"];
+        let mut args = args.to_vec();
+        args.push(policy.to_str().unwrap());
+        host::deploy_app(&d.addr, &app, &args)
+    };
+    let o = deploy_pinned(&expected);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-
-    let other = "ab".repeat(48);
-    let (_q, bad) = temp_file(
-        "policy.toml",
-        format!("measurements = [\"{other}\"]\n").as_bytes(),
-    );
-    let o = host::deploy_app(
-        &d.addr,
-        &app,
-        &[
-            "--backend",
-            "kvm",
-            "--insecure",
-            "--policy",
-            bad.to_str().unwrap(),
-        ],
-    );
+    let o = deploy_pinned(&"ab".repeat(48));
     assert_ne!(o.status.code(), Some(0));
     let err = stderr(&o);
     assert!(err.contains("measurement"), "{err}");
