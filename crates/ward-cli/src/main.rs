@@ -163,6 +163,8 @@ fn host(cmd: HostCommand) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| "ward_host=info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: logs that go to a file or journal stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = ward_host::daemon::DaemonConfig {
         listen,
