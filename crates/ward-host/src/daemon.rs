@@ -342,13 +342,19 @@ async fn create_keep(State(s): State<AppState>, body: axum::body::Bytes) -> Resp
         .memory_bytes
         .unwrap_or(ward_proto::config::DEFAULT_MEMORY_BYTES);
     // The loader starts a VM or a process; a slow VM launch must not stall the API.
+    // A process Keep is started here, on a runtime worker, not in the blocking pool:
+    // ward-keep's parent-death signal (SIGKILL) fires when the *thread* that spawned
+    // it ends, and an idle blocking-pool thread ends after 10 s.
     let keep_bin = s.config.keep_bin.clone();
     let backend = req.backend.clone();
-    let started =
+    let started = if backend == "process" {
+        crate::loader::start(&backend, &keep_bin, memory)
+    } else {
         tokio::task::spawn_blocking(move || crate::loader::start(&backend, &keep_bin, memory))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r);
+            .and_then(|r| r)
+    };
     let (child, ours) = match started {
         Ok(started) => started,
         Err(e) => {
