@@ -386,3 +386,186 @@ fn a_tls_socket_refused_by_the_steward_stops_the_run() {
     assert_eq!(out.status.code(), Some(125), "{err}");
     assert!(err.contains("evidence-software-not-allowed"), "{err}");
 }
+
+/// A WASI command that writes "ping over tls\n" to fd 3 (a connect socket), reads
+/// the answer and prints it. Exit 3: the write failed (e.g. the TLS handshake); 4:
+/// the read failed.
+const TLS_CLIENT_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "\40\00\00\00\0e\00\00\00")
+  (data (i32.const 16) "\80\00\00\00\0e\00\00\00")
+  (data (i32.const 64) "ping over tls\n")
+  (func (export "_start")
+    (if (call $fd_write (i32.const 3) (i32.const 0) (i32.const 1) (i32.const 8))
+      (then (call $exit (i32.const 3))))
+    (if (call $fd_read (i32.const 3) (i32.const 16) (i32.const 1) (i32.const 24))
+      (then (call $exit (i32.const 4))))
+    (i32.store (i32.const 32) (i32.const 128))
+    (i32.store (i32.const 36) (i32.load (i32.const 24)))
+    (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 8)))))"#;
+
+/// A one-connection TLS echo server on 127.0.0.1:0 with `chain` + `key`, that asks
+/// for a client certificate chained to `client_ca`; yields the client's certificate
+/// (None when the handshake failed).
+fn tls_server(
+    chain: Vec<Vec<u8>>,
+    key: Vec<u8>,
+    client_ca: &[u8],
+) -> (SocketAddr, std::thread::JoinHandle<Option<Vec<u8>>>) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::io::{Read, Write};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(client_ca.to_vec())).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            chain.into_iter().map(CertificateDer::from).collect(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().ok()?;
+        let conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).ok()?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = [0u8; 14];
+        tls.read_exact(&mut buf).ok()?;
+        tls.write_all(&buf).ok()?;
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+        let client = tls.conn.peer_certificates()?.first()?.to_vec();
+        Some(client)
+    });
+    (addr, handle)
+}
+
+/// A Steward-issued certificate for `name` (software evidence): (chain, key).
+fn steward_cert(addr: SocketAddr, ca: &[u8], name: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let ctx = CsrContext::new(SystemTime::now(), vec![]);
+    let (csr, key) = request::software_csr(&[name.into()], vec![], &ctx).unwrap();
+    match attest(addr, ca, csr) {
+        Outcome::Issued(r) => (vec![r.certificate, r.ca], key.serialize_der()),
+        Outcome::Rejected { body, .. } => panic!("{}", body.message),
+    }
+}
+
+/// `kind = "connect", prot = "tls"`: the Keep verifies the server against the
+/// Steward's CA (the configured roots), for the socket's host name, and presents its
+/// own Steward certificate as a client certificate. A server whose certificate comes
+/// from another CA, or names another host, is refused before the workload's first
+/// byte leaves (its write fails).
+#[test]
+fn a_tls_connect_socket_verifies_the_server_and_presents_the_keep_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let policy = write_policy(tmp.path(), "insecure_allow_software = true\n");
+    let pem = ca_pem(&ca_dir).0;
+    let ca = ca_der(&pem);
+    std::fs::write(tmp.path().join("steward-ca.pem"), &pem).unwrap();
+    let steward = serve(&ca_dir, &policy, &[]);
+    let app = tmp.path().join("client.wat");
+    std::fs::write(&app, TLS_CLIENT_WAT).unwrap();
+    let run = |server: SocketAddr| {
+        let cfg = tmp.path().join("Ward.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "steward = \"https://{}\"\nsteward_ca = \"steward-ca.pem\"\n[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"connect\"\nname = \"up\"\nprot = \"tls\"\nhost = \"127.0.0.1\"\nport = {}\n",
+                steward.addr,
+                server.port()
+            ),
+        )
+        .unwrap();
+        ward()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .arg(&app)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // A server certified by the same Steward, for 127.0.0.1.
+    let (chain, key) = steward_cert(steward.addr, &ca, "127.0.0.1");
+    let (addr, server) = tls_server(chain, key, &ca);
+    let out = run(addr);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.stdout, b"ping over tls\n");
+    let client = server
+        .join()
+        .unwrap()
+        .expect("the Keep's client certificate");
+    let claims = ward_steward::IssuedClaims::from_cert_der(&client)
+        .unwrap()
+        .expect("the Steward's claims in the client certificate");
+    assert_eq!(
+        (claims.kind.as_str(), claims.insecure_software),
+        ("none", true)
+    );
+
+    // A server whose certificate another CA issued (for the right name).
+    let key = rcgen::KeyPair::generate().unwrap();
+    let other = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (addr, server) = tls_server(vec![other.der().to_vec()], key.serialize_der(), &ca);
+    let out = run(addr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    assert!(server.join().unwrap().is_none());
+
+    // A server certified by the Steward, but for another name.
+    let (chain, key) = steward_cert(steward.addr, &ca, "other.test");
+    let (addr, server) = tls_server(chain, key, &ca);
+    let out = run(addr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.join().unwrap().is_none());
+}
+
+/// `prot = "tls"` on a connect socket without a Steward is a config error (there
+/// are no roots to verify the server against, nor a certificate to present).
+#[test]
+fn a_tls_connect_socket_without_a_steward_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("client.wat");
+    std::fs::write(&app, TLS_CLIENT_WAT).unwrap();
+    let cfg = tmp.path().join("Ward.toml");
+    std::fs::write(
+        &cfg,
+        "[[files]]\nkind = \"connect\"\nname = \"up\"\nprot = \"tls\"\nhost = \"127.0.0.1\"\nport = 9\n",
+    )
+    .unwrap();
+    let out = ward()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg(&app)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("steward"), "{err}");
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use ward_proto::{
-    read_frame, HostToKeep, KeepErrorKind, KeepToHost, LaunchSpec, SocketProtocol, StdioMode,
-    MAX_WORKLOAD_LEN, PROTOCOL_VERSION,
+    read_frame, FileKind, HostToKeep, KeepErrorKind, KeepToHost, LaunchSpec, SocketProtocol,
+    StdioMode, MAX_WORKLOAD_LEN, PROTOCOL_VERSION,
 };
 use ward_runtime::sockets::{open_sockets, WorkloadSocketHandle};
 use ward_runtime::{Runtime, RuntimeError, RuntimeOptions, WorkloadIo};
@@ -155,7 +155,7 @@ where
     let tls = steward_certificate(&spec, opts)?;
     let sockets = open_sockets(&cfg.sockets)
         .map_err(|e| AgentError::new(KeepErrorKind::Config, e.to_string()))?;
-    let sockets = with_tls(sockets, cfg, tls);
+    let sockets = with_tls(sockets, cfg, tls)?;
     let mut listening = Vec::new();
     for (name, handle) in &sockets {
         if let WorkloadSocketHandle::Listener(l) | WorkloadSocketHandle::TlsListener(l, _) = handle
@@ -250,20 +250,9 @@ where
 fn steward_certificate(
     spec: &LaunchSpec,
     opts: &AgentOptions,
-) -> Result<Option<Arc<rustls::ServerConfig>>, AgentError> {
+) -> Result<Option<ward_keep::steward::KeepTls>, AgentError> {
     let cfg = &spec.config;
-    let tls: Vec<String> = cfg
-        .sockets
-        .iter()
-        .filter(|s| s.prot == SocketProtocol::Tls)
-        .map(|s| {
-            s.host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string()
-        })
-        .collect();
-    if tls.is_empty() {
+    if !cfg.sockets.iter().any(|s| s.prot == SocketProtocol::Tls) {
         return Ok(None);
     }
     let steward = cfg.steward.as_ref().ok_or_else(|| {
@@ -272,10 +261,13 @@ fn steward_certificate(
             "prot = \"tls\" needs a Steward (steward and steward_ca in Ward.toml)",
         )
     })?;
-    // The certificate names: each TLS socket's address (unless a wildcard), and
-    // localhost.
-    let mut names: Vec<String> = tls
-        .into_iter()
+    // The certificate names: each TLS listen socket's address (unless a wildcard),
+    // and localhost. (A connect socket's host is its server's name, not ours.)
+    let mut names: Vec<String> = cfg
+        .sockets
+        .iter()
+        .filter(|s| s.prot == SocketProtocol::Tls && s.kind == FileKind::Listen)
+        .map(|s| unbracket(&s.host).to_string())
         .filter(|h| h != "0.0.0.0" && h != "::")
         .collect();
     names.push("localhost".into());
@@ -286,21 +278,45 @@ fn steward_certificate(
         .map_err(|e| AgentError::new(KeepErrorKind::Config, e))
 }
 
-/// Turns the listeners of `prot = "tls"` sockets into TLS listeners.
+fn unbracket(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Wraps the sockets with `prot = "tls"`: listeners serve TLS, connected streams
+/// become TLS clients of their server (verified against the Steward's CA, the
+/// server name being the socket's `host`).
 fn with_tls(
     sockets: Vec<(String, WorkloadSocketHandle)>,
     cfg: &ward_proto::WorkloadConfig,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) -> Vec<(String, WorkloadSocketHandle)> {
-    let Some(tls) = tls else { return sockets };
+    tls: Option<ward_keep::steward::KeepTls>,
+) -> Result<Vec<(String, WorkloadSocketHandle)>, AgentError> {
+    let Some(tls) = tls else { return Ok(sockets) };
     sockets
         .into_iter()
         .zip(&cfg.sockets)
-        .map(|((name, handle), s)| match handle {
-            WorkloadSocketHandle::Listener(l) if s.prot == SocketProtocol::Tls => {
-                (name, WorkloadSocketHandle::TlsListener(l, tls.clone()))
-            }
-            other => (name, other),
+        .map(|((name, handle), s)| {
+            Ok(match handle {
+                WorkloadSocketHandle::Listener(l) if s.prot == SocketProtocol::Tls => (
+                    name,
+                    WorkloadSocketHandle::TlsListener(l, tls.server.clone()),
+                ),
+                WorkloadSocketHandle::Stream(tcp) if s.prot == SocketProtocol::Tls => {
+                    let bad = |e: String| {
+                        AgentError::new(
+                            KeepErrorKind::Config,
+                            format!("file {name:?}: TLS to {}: {e}", s.host),
+                        )
+                    };
+                    let server = rustls::pki_types::ServerName::try_from(unbracket(&s.host))
+                        .map_err(|e| bad(e.to_string()))?
+                        .to_owned();
+                    let conn = rustls::ClientConnection::new(tls.client.clone(), server)
+                        .map_err(|e| bad(e.to_string()))?;
+                    let stream = Box::new(rustls::StreamOwned::new(conn, tcp));
+                    (name, WorkloadSocketHandle::TlsStream(stream))
+                }
+                other => (name, other),
+            })
         })
         .collect()
 }

@@ -71,15 +71,24 @@ fn octet_string(content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Asks the Steward for a certificate for a fresh key, for `names` (the TLS
+/// The Keep's TLS identity from the Steward, for its `prot = "tls"` sockets.
+pub struct KeepTls {
+    /// For listen sockets: serves the issued certificate (+ the CA).
+    pub server: Arc<rustls::ServerConfig>,
+    /// For connect sockets: verifies servers against the Steward's CA (the
+    /// configured roots) and presents the issued certificate as a client certificate.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+/// Asks the Steward for a certificate for a fresh key, for `names` (the TLS listen
 /// sockets' addresses), attesting `measurement` and `workload_sha256`; returns the
-/// TLS server configuration to terminate the workload's TLS sockets with.
+/// TLS configurations for the workload's TLS sockets.
 pub fn certify(
     steward: &StewardRef,
     names: &[String],
     measurement: Vec<u8>,
     workload_sha256: &[u8],
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<KeepTls, String> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| format!("cannot generate the TLS key: {e}"))?;
     let mut random = [0u8; 32];
@@ -141,20 +150,32 @@ pub fn certify(
     if issued.ca != steward.ca_der {
         return Err("the Steward's certificate chains to another CA than steward_ca".into());
     }
+    let chain = vec![
+        CertificateDer::from(issued.certificate),
+        CertificateDer::from(issued.ca),
+    ];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(
-            vec![
-                CertificateDer::from(issued.certificate),
-                CertificateDer::from(issued.ca),
-            ],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
+        .with_single_cert(chain.clone(), key.clone_key())
         .map_err(|e| format!("the issued certificate does not fit the key: {e}"))?;
-    Ok(Arc::new(config))
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(steward.ca_der.clone()))
+        .map_err(|e| format!("steward_ca: {e}"))?;
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("the issued certificate does not fit the key: {e}"))?;
+    Ok(KeepTls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+    })
 }
 
 /// `POST /v1/attest` with `csr` over TLS pinned to the Steward's CA; (status, body).

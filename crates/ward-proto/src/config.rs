@@ -95,7 +95,8 @@ pub enum SocketProtocol {
     /// Plain TCP.
     Tcp,
     /// TLS terminated inside the Keep, with a certificate from the Steward
-    /// (`WorkloadConfig::steward`). Listen sockets only.
+    /// (`WorkloadConfig::steward`). On a connect socket the Keep is the client: it
+    /// verifies the server against the Steward's CA and presents its certificate.
     Tls,
 }
 

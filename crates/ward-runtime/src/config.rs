@@ -254,13 +254,7 @@ fn file_entry(cfg: &mut WorkloadConfig, index: usize, e: FileEntry) -> Result<()
             }
             let prot = match e.prot.as_deref().unwrap_or("tcp") {
                 "tcp" => SocketProtocol::Tcp,
-                "tls" if e.kind == FileEntryKind::Listen => SocketProtocol::Tls,
-                "tls" => {
-                    return Err(
-                        "prot = \"tls\" is only supported for listen files (the Keep terminates TLS for its clients)"
-                            .into(),
-                    )
-                }
+                "tls" => SocketProtocol::Tls,
                 other => {
                     return Err(format!(
                         "unknown prot {other:?}; expected \"tcp\" or \"tls\""
@@ -621,9 +615,11 @@ mod tests {
         assert!(msg.contains("steward"), "{msg}");
         let t =
             "[[files]]\nkind = \"connect\"\nname = \"x\"\nprot = \"tls\"\nhost = \"a\"\nport = 1\n";
+        // A TLS client needs the Steward too: its CA is the roots, its
+        // certificate the client certificate.
         let (line, msg) = parse_here(t).unwrap_err();
         assert_eq!(line, 1);
-        assert!(msg.contains("only supported for listen"), "{msg}");
+        assert!(msg.contains("steward"), "{msg}");
     }
 
     #[test]

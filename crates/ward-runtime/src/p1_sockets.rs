@@ -18,6 +18,9 @@
 //! server session with the Keep's Steward-issued certificate; the workload reads and
 //! writes plaintext, the handshake happens on its first read or write, and shutdown
 //! for writing sends close_notify. `MSG_PEEK` is not supported on TLS connections.
+//! TLS connect sockets (`prot = "tls"` on `connect`) are rustls client sessions the
+//! same way: the server is verified against the Steward's CA and the Keep's
+//! certificate is presented as a client certificate.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -56,6 +59,8 @@ enum Socket {
 enum Conn {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+    /// A connect socket with `prot = "tls"`: the Keep is the TLS client.
+    TlsClient(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 impl Conn {
@@ -63,23 +68,31 @@ impl Conn {
         match self {
             Conn::Plain(s) => s,
             Conn::Tls(t) => &t.sock,
+            Conn::TlsClient(t) => &t.sock,
         }
     }
 
     fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Conn::Plain(s) => s.peek(buf),
-            Conn::Tls(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
+            Conn::Tls(_) | Conn::TlsClient(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
         }
     }
 
     fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
-        if let Conn::Tls(t) = self {
-            if how != Shutdown::Read {
-                t.conn.send_close_notify();
-                // Best effort: the peer may be gone, and a non-blocking socket may
-                // not take it all now.
-                let _ = t.flush();
+        if how != Shutdown::Read {
+            // Best effort: the peer may be gone, and a non-blocking socket may not
+            // take it all now.
+            match self {
+                Conn::Plain(_) => {}
+                Conn::Tls(t) => {
+                    t.conn.send_close_notify();
+                    let _ = t.flush();
+                }
+                Conn::TlsClient(t) => {
+                    t.conn.send_close_notify();
+                    let _ = t.flush();
+                }
             }
         }
         self.tcp().shutdown(how)
@@ -91,6 +104,7 @@ impl Read for Conn {
         match self {
             Conn::Plain(s) => s.read(buf),
             Conn::Tls(t) => t.read(buf),
+            Conn::TlsClient(t) => t.read(buf),
         }
     }
 }
@@ -99,17 +113,8 @@ impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Conn::Plain(s) => s.write(buf),
-            Conn::Tls(t) => {
-                let n = t.write(buf)?;
-                // Send the records now: the workload expects a write to be on its way.
-                // The plaintext is already taken: on a non-blocking socket that is
-                // full, what is left goes out with the next read, write or shutdown,
-                // and `n` must still be reported (or the workload would resend it).
-                match t.flush() {
-                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-                    _ => Ok(n),
-                }
-            }
+            Conn::Tls(t) => flushed(t.write(buf)?, t.flush()),
+            Conn::TlsClient(t) => flushed(t.write(buf)?, t.flush()),
         }
     }
 
@@ -117,7 +122,20 @@ impl Write for Conn {
         match self {
             Conn::Plain(s) => s.flush(),
             Conn::Tls(t) => t.flush(),
+            Conn::TlsClient(t) => t.flush(),
         }
+    }
+}
+
+/// A TLS write of `n` plaintext bytes, then the flush that sends the records now
+/// (the workload expects a write to be on its way). The plaintext is already taken:
+/// on a non-blocking socket that is full, what is left goes out with the next read,
+/// write or shutdown, and `n` must still be reported (or the workload would resend
+/// it).
+fn flushed(n: usize, flush: io::Result<()>) -> io::Result<usize> {
+    match flush {
+        Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+        _ => Ok(n),
     }
 }
 
@@ -143,6 +161,7 @@ impl SocketTable {
                     WorkloadSocketHandle::Listener(l) => Socket::Listener(l, None),
                     WorkloadSocketHandle::TlsListener(l, tls) => Socket::Listener(l, Some(tls)),
                     WorkloadSocketHandle::Stream(s) => Socket::Stream(Conn::Plain(s)),
+                    WorkloadSocketHandle::TlsStream(t) => Socket::Stream(Conn::TlsClient(t)),
                 };
                 (fd, s)
             })

@@ -17,6 +17,9 @@ pub enum WorkloadSocketHandle {
     TlsListener(TcpListener, std::sync::Arc<rustls::ServerConfig>),
     /// A connected stream.
     Stream(TcpStream),
+    /// A connected stream that speaks TLS as a client (`prot = "tls"` on a connect
+    /// socket): the handshake happens on the workload's first read or write.
+    TlsStream(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 /// Why a socket could not be opened.
