@@ -285,3 +285,23 @@ fn deploy_killed_while_its_workload_runs_leaves_no_keep() {
     client.wait().unwrap();
     assert_nothing_left(&d, "after ward deploy was killed while its workload ran");
 }
+
+/// Regression: `ward-keep` asks to be killed when the *thread* that started it ends
+/// (PR_SET_PDEATHSIG). The daemon once started Keeps from tokio's blocking pool, whose
+/// idle threads exit after 10 s, so every Keep died 10 s after it was created.
+#[test]
+fn a_keep_outlives_the_daemon_thread_that_started_it() {
+    let d = daemon("4");
+    let keep = runtime().block_on(create_keep(&d.addr));
+    // Past tokio's 10 s keep-alive for idle blocking threads; nothing is timed here,
+    // the Keep (waiting for its client, up to 30 s) must simply still be there.
+    std::thread::sleep(Duration::from_secs(12));
+    let keeps = keeps_now(&d.addr);
+    assert!(
+        keeps.iter().any(|k| k.id == keep.id),
+        "keep {} is gone after 12 s: {keeps:?}; log:\n{}",
+        keep.id,
+        d.log_text()
+    );
+    assert_eq!(children(d.pid()), 1, "log:\n{}", d.log_text());
+}
