@@ -255,12 +255,14 @@ fn steward_certificate(
     if !cfg.sockets.iter().any(|s| s.prot == SocketProtocol::Tls) {
         return Ok(None);
     }
-    let steward = cfg.steward.as_ref().ok_or_else(|| {
-        AgentError::new(
-            KeepErrorKind::Config,
-            "prot = \"tls\" needs a Steward (steward and steward_ca in Ward.toml)",
-        )
-    })?;
+    let Some(steward) = cfg.steward.as_ref() else {
+        // Connect sockets need the Steward's CA as roots; the config check refuses
+        // them without one, and `with_tls` does again.
+        let measurement = crate::tls::measurement(opts)?;
+        return ward_keep::steward::self_signed(measurement, &spec.workload_sha256)
+            .map(Some)
+            .map_err(|e| AgentError::new(KeepErrorKind::Internal, e));
+    };
     // The certificate names: each TLS listen socket's address (unless a wildcard),
     // and localhost. (A connect socket's host is its server's name, not ours.)
     let mut names: Vec<String> = cfg
@@ -310,7 +312,10 @@ fn with_tls(
                     let server = rustls::pki_types::ServerName::try_from(unbracket(&s.host))
                         .map_err(|e| bad(e.to_string()))?
                         .to_owned();
-                    let conn = rustls::ClientConnection::new(tls.client.clone(), server)
+                    let client = tls.client.clone().ok_or_else(|| {
+                        bad("no Steward, so no roots to verify the server against (set steward and steward_ca)".into())
+                    })?;
+                    let conn = rustls::ClientConnection::new(client, server)
                         .map_err(|e| bad(e.to_string()))?;
                     let stream = Box::new(rustls::StreamOwned::new(conn, tcp));
                     (name, WorkloadSocketHandle::TlsStream(stream))

@@ -77,7 +77,33 @@ pub struct KeepTls {
     pub server: Arc<rustls::ServerConfig>,
     /// For connect sockets: verifies servers against the Steward's CA (the
     /// configured roots) and presents the issued certificate as a client certificate.
-    pub client: Arc<rustls::ClientConfig>,
+    /// `None` without a Steward (no roots to verify servers against).
+    pub client: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Without a Steward: a self-signed RA-TLS certificate for the listen sockets, whose
+/// evidence binds its key and the workload's SHA-256 (the RA-TLS "nonce", see
+/// docs/ra-tls.md), so an RA-TLS client that knows which workload it expects can check
+/// both. No connect sockets: there would be no roots to verify servers against.
+pub fn self_signed(measurement: Vec<u8>, workload_sha256: &[u8]) -> Result<KeepTls, String> {
+    let id = ward_attest::ratls::issue::identity(workload_sha256, |rd| {
+        Evidence::software(measurement, rd)
+    })
+    .map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(id.cert_der)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.key_der)),
+        )
+        .map_err(|e| format!("the RA-TLS certificate does not fit its key: {e}"))?;
+    Ok(KeepTls {
+        server: Arc::new(server),
+        client: None,
+    })
 }
 
 /// Asks the Steward for a certificate for a fresh key, for `names` (the TLS listen
@@ -174,7 +200,7 @@ pub fn certify(
         .map_err(|e| format!("the issued certificate does not fit the key: {e}"))?;
     Ok(KeepTls {
         server: Arc::new(server),
-        client: Arc::new(client),
+        client: Some(Arc::new(client)),
     })
 }
 

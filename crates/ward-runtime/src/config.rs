@@ -292,7 +292,7 @@ fn file_entry(cfg: &mut WorkloadConfig, index: usize, e: FileEntry) -> Result<()
     Ok(())
 }
 
-/// `steward` + `steward_ca`: both or neither; required by `prot = "tls"`.
+/// `steward` + `steward_ca`: both or neither; required by `prot = "tls"` connect sockets.
 fn steward_entry(
     cfg: &mut WorkloadConfig,
     url: Option<Spanned<String>>,
@@ -300,17 +300,19 @@ fn steward_entry(
     base: &Path,
     line_of: &dyn Fn(usize) -> usize,
 ) -> Result<(), (usize, String)> {
-    let tls = cfg
+    // Without a Steward, TLS listen sockets serve a self-signed RA-TLS certificate;
+    // TLS connect sockets have no roots to verify their server against.
+    let tls_connect = cfg
         .sockets
         .iter()
-        .find(|s| s.prot == SocketProtocol::Tls)
+        .find(|s| s.prot == SocketProtocol::Tls && s.kind == FileKind::Connect)
         .map(|s| s.name.clone());
     match (url, ca) {
-        (None, None) => match tls {
+        (None, None) => match tls_connect {
             Some(name) => Err((
                 1,
                 format!(
-                    "file {name:?} has prot = \"tls\": set `steward = \"https://...\"` and `steward_ca` (the Steward's CA certificate, from `ward steward ca`) so the Keep can get a certificate"
+                    "file {name:?} connects with prot = \"tls\": set `steward = \"https://...\"` and `steward_ca` (the Steward's CA certificate, from `ward steward ca`): the server is verified against it and the Keep presents its Steward certificate"
                 ),
             )),
             None => Ok(()),
@@ -609,10 +611,12 @@ mod tests {
     }
 
     #[test]
-    fn tls_needs_a_steward() {
+    fn tls_connect_needs_a_steward_tls_listen_does_not() {
+        // Without a Steward a TLS listen socket gets a self-signed RA-TLS certificate.
         let t = "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"listen\"\nname = \"x\"\nprot = \"tls\"\nport = 1\n";
-        let (_, msg) = parse_here(t).unwrap_err();
-        assert!(msg.contains("steward"), "{msg}");
+        let cfg = parse_here(t).unwrap();
+        assert!(cfg.steward.is_none());
+        assert_eq!(cfg.sockets[0].prot, SocketProtocol::Tls);
         let t =
             "[[files]]\nkind = \"connect\"\nname = \"x\"\nprot = \"tls\"\nhost = \"a\"\nport = 1\n";
         // A TLS client needs the Steward too: its CA is the roots, its
