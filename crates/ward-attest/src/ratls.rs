@@ -24,9 +24,9 @@ pub fn evidence_oid_string() -> String {
         .join(".")
 }
 
-/// DER OCTET STRING around `content`.
-#[cfg(feature = "ratls-issue")]
-fn octet_string(content: &[u8]) -> Vec<u8> {
+/// DER OCTET STRING around `content`: the value of Ward's X.509 extensions (RA-TLS
+/// evidence, the Steward's context and claims), which wrap CBOR bytes.
+pub fn der_octet_string(content: &[u8]) -> Vec<u8> {
     let mut out = vec![0x04];
     let len = content.len();
     if len < 0x80 {
@@ -84,7 +84,7 @@ pub mod issue {
             .custom_extensions
             .push(rcgen::CustomExtension::from_oid_content(
                 EVIDENCE_OID,
-                octet_string(&evidence.to_cbor()),
+                der_octet_string(&evidence.to_cbor()),
             ));
         let cert = params
             .self_signed(&key)

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rcgen::PublicKeyData;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde::{Deserialize, Serialize};
+use ward_attest::ratls::der_octet_string as octet_string;
 use ward_attest::Evidence;
 use ward_proto::StewardRef;
 
@@ -50,25 +51,6 @@ struct Rejected {
     #[serde(rename = "reason-code")]
     reason_code: String,
     message: String,
-}
-
-fn octet_string(content: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x04];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .iter()
-            .copied()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
 }
 
 /// The Keep's TLS identity from the Steward, for its `prot = "tls"` sockets.

@@ -1,25 +1,7 @@
 //! The two bits of DER the Steward writes and reads by hand: an OCTET STRING around
 //! CBOR bytes (the value of Ward's extensions).
 
-/// DER OCTET STRING around `content`.
-pub(crate) fn octet_string(content: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x04];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .iter()
-            .copied()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
+pub(crate) use ward_attest::ratls::der_octet_string as octet_string;
 
 /// The contents of a DER OCTET STRING that is exactly `der` (no trailing bytes).
 pub(crate) fn parse_octet_string(der: &[u8]) -> Option<&[u8]> {
