@@ -166,25 +166,7 @@ fn echo_answers_over_tcp() {
         cfg.to_str().unwrap(),
         app.to_str().unwrap(),
     ]);
-    let mut err = child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let addr = loop {
-        let mut b = [0u8; 1];
-        if err.read(&mut b).unwrap() == 0 {
-            let _ = child.kill();
-            panic!(
-                "ward exited before listening: {}",
-                String::from_utf8_lossy(&seen)
-            );
-        }
-        seen.push(b[0]);
-        let text = String::from_utf8_lossy(&seen);
-        if let Some(line) = text.lines().find(|l| l.contains("ingest listening on ")) {
-            if text.ends_with('\n') {
-                break line.rsplit(' ').next().unwrap().to_string();
-            }
-        }
-    };
+    let addr = listening_addr(&mut child, "ingest");
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     // Two round trips on one connection, the second larger than one transfer.
@@ -203,7 +185,6 @@ fn echo_answers_over_tcp() {
     writer.join().unwrap();
     assert!(back == big, "echoed bytes differ");
     drop(s);
-    child.stderr = Some(err);
     let o = wait_with_limit(child, LIMIT);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

@@ -293,25 +293,7 @@ fn c_echo_example_answers_over_tcp() {
         cfg.to_str().unwrap(),
         app.to_str().unwrap(),
     ]);
-    let mut err = child.stderr.take().unwrap();
-    // Read stderr until the listening notice.
-    let mut seen = Vec::new();
-    let addr = loop {
-        let mut b = [0u8; 1];
-        if err.read(&mut b).unwrap() == 0 {
-            panic!(
-                "ward exited before listening: {}",
-                String::from_utf8_lossy(&seen)
-            );
-        }
-        seen.push(b[0]);
-        let text = String::from_utf8_lossy(&seen);
-        if let Some(line) = text.lines().find(|l| l.contains("ingest listening on ")) {
-            if text.ends_with('\n') {
-                break line.rsplit(' ').next().unwrap().to_string();
-            }
-        }
-    };
+    let addr = listening_addr(&mut child, "ingest");
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(b"ping over tcp\n").unwrap();
@@ -319,7 +301,6 @@ fn c_echo_example_answers_over_tcp() {
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"ping over tcp\n");
     drop(s);
-    child.stderr = Some(err);
     let o = wait_with_limit(child, Duration::from_secs(30));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

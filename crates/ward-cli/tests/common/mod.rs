@@ -117,3 +117,31 @@ pub fn assert_clean_failure(o: &Output, code: i32, needle: &str) {
     assert_eq!(lines.len(), 1, "expected one ward: line, got: {err}");
     assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
 }
+
+/// Reads `child`'s stderr until ward's "NAME listening on ADDR" notice and returns
+/// ADDR; the rest of stderr stays readable. Kills the child and fails if it exits
+/// first. (Byte by byte, so nothing after the notice is consumed.)
+pub fn listening_addr(child: &mut Child, name: &str) -> String {
+    let mut err = child.stderr.take().unwrap();
+    let needle = format!("{name} listening on ");
+    let mut seen = Vec::new();
+    let addr = loop {
+        let mut b = [0u8; 1];
+        if err.read(&mut b).unwrap() == 0 {
+            let _ = child.kill();
+            panic!(
+                "ward exited before listening: {}",
+                String::from_utf8_lossy(&seen)
+            );
+        }
+        seen.push(b[0]);
+        let text = String::from_utf8_lossy(&seen);
+        if let Some(line) = text.lines().find(|l| l.contains(&needle)) {
+            if text.ends_with('\n') {
+                break line.rsplit(' ').next().unwrap().to_string();
+            }
+        }
+    };
+    child.stderr = Some(err);
+    addr
+}
