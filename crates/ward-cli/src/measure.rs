@@ -1,12 +1,10 @@
 //! `ward measure`: the launch measurement a Keep's evidence will carry, computed
 //! offline from the build, so a policy can pin it before any Keep exists.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sha2::{Digest, Sha384};
 use ward_host::find_keep_binary;
 use ward_proto::WorkloadConfig;
 
@@ -53,20 +51,9 @@ pub(crate) fn run(args: MeasureArgs) -> anyhow::Result<ExitCode> {
             (digest.to_vec(), Some(vm.memory_bytes))
         }
         Backend::Process => {
-            let mut f = std::fs::File::open(&keep_bin)
+            let digest = ward_host::process::keep_binary_measurement(&keep_bin)
                 .with_context(|| format!("cannot read {}", keep_bin.display()))?;
-            let mut hasher = Sha384::new();
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = f
-                    .read(&mut buf)
-                    .with_context(|| format!("cannot read {}", keep_bin.display()))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-            (hasher.finalize().to_vec(), None)
+            (digest.to_vec(), None)
         }
     };
     let hex = hex::encode(&digest);

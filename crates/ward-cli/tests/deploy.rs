@@ -267,6 +267,10 @@ fn json_reports_the_claims_and_per_phase_timings() {
     // First the verified claims, then the workload's output, then the timings.
     let claims: serde_json::Value = serde_json::from_str(lines[0]).expect("claims JSON");
     assert!(claims.get("timings_ms").is_none(), "{out}");
+    // The process Keep's measurement (from its loader) is what `ward measure` prints.
+    let m = ward(&["measure", "--backend", "process"]);
+    let expected = String::from_utf8_lossy(&m.stdout).trim().to_string();
+    assert_eq!(claims["measurement"], expected.as_str(), "{out}");
     assert!(out.contains("Hello from a Ward Keep!"), "{out}");
     let last: serde_json::Value =
         serde_json::from_str(lines.last().unwrap()).expect("timings JSON on the last line");

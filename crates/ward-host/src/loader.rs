@@ -45,6 +45,7 @@ pub fn start(
 ) -> io::Result<(RunningKeep, UnixStream)> {
     match backend {
         "process" => {
+            let measurement = crate::process::keep_binary_measurement(keep_bin)?;
             let (ours, theirs) = UnixStream::pair()?;
             let child = tokio::process::Command::new(keep_bin)
                 .args([
@@ -54,6 +55,8 @@ pub fn start(
                     "--tls",
                     "--backend",
                     "process",
+                    "--measurement",
+                    &hex::encode(measurement),
                 ])
                 .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
                     theirs,

@@ -106,3 +106,44 @@ pub fn kill_pid(pid: u32) -> io::Result<()> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).map_err(io::Error::from)
 }
+
+/// The launch measurement of a process Keep: SHA-384 of the `ward-keep` binary.
+/// Computed once per file version (path, size, mtime, inode) and remembered, since
+/// hashing a static binary of tens of MiB costs tens of milliseconds per Keep. The
+/// loader hands it to the Keep (`--measurement`): a process Keep is entirely in the
+/// host's hands, so this is no weaker than the Keep hashing itself, and its evidence
+/// is kind `none` either way.
+pub fn keep_binary_measurement(keep_bin: &Path) -> io::Result<[u8; 48]> {
+    use sha2::{Digest, Sha384};
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::{Mutex, OnceLock};
+
+    type Version = (PathBuf, u64, i64, i64, u64);
+    static CACHE: OnceLock<Mutex<HashMap<Version, [u8; 48]>>> = OnceLock::new();
+    let meta = std::fs::metadata(keep_bin)?;
+    let version = (
+        keep_bin.to_path_buf(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino(),
+    );
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(m) = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&version)
+    {
+        return Ok(*m);
+    }
+    let mut file = std::fs::File::open(keep_bin)?;
+    let mut hasher = Sha384::new();
+    io::copy(&mut file, &mut hasher)?;
+    let digest: [u8; 48] = hasher.finalize().into();
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(version, digest);
+    Ok(digest)
+}

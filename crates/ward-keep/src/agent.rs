@@ -22,6 +22,9 @@ pub(crate) struct AgentOptions {
     pub(crate) sandbox: bool,
     /// Running inside a VM Keep: no signal handlers, no compile threads.
     pub(crate) vm: bool,
+    /// A process Keep's launch measurement, computed by its loader (SHA-384 of this
+    /// binary); `None`: hash `/proc/self/exe`.
+    pub(crate) measurement: Option<Vec<u8>>,
 }
 
 /// A failure that ends the conversation; it is reported to the host when possible.

@@ -5,7 +5,8 @@
 //! sandboxes itself (process Keeps), receives the module, and runs it, relaying stdio
 //! as CBOR frames. Diagnostics go to its own stderr; nothing else leaves the Keep.
 //!
-//! Usage: `ward-keep --channel-fd N [--sandbox] [--tls] [--backend process|kvm]`
+//! Usage: `ward-keep --channel-fd N [--sandbox] [--tls] [--backend process|kvm]
+//! [--measurement HEX]`
 //!
 //! With `--tls` (remote deployments) the channel first carries the client's
 //! [`TunnelHello`](ward_proto::TunnelHello), then TLS that terminates here, with an
@@ -22,7 +23,7 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: ward-keep --channel-fd N [--sandbox] [--tls] [--backend process|kvm]");
+    eprintln!("usage: ward-keep --channel-fd N [--sandbox] [--tls] [--backend process|kvm] [--measurement HEX]");
     eprintln!("ward-keep is started by `ward run` / `ward host serve`, not by hand.");
     ExitCode::from(2)
 }
@@ -45,6 +46,13 @@ fn main() -> ExitCode {
                 Some("kvm") => opts.vm = true,
                 _ => return usage(),
             },
+            "--measurement" => match args.next().and_then(|v| hex::decode(v).ok()) {
+                Some(m) if m.len() == 48 => opts.measurement = Some(m),
+                _ => {
+                    eprintln!("ward-keep: --measurement takes 96 hex digits (SHA-384)");
+                    return usage();
+                }
+            },
             "--version" => {
                 println!("ward-keep {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
@@ -55,6 +63,11 @@ fn main() -> ExitCode {
     let Some(fd) = channel_fd else {
         return usage();
     };
+    if opts.vm && opts.measurement.is_some() {
+        // A VM Keep's measurement is the VMM's, read from the shim, never an argument.
+        eprintln!("ward-keep: --measurement is for process Keeps only");
+        return usage();
+    }
     // A Keep never outlives its loader.
     if let Err(e) =
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))

@@ -60,7 +60,8 @@ const KVM_MEASUREMENT: &str = "/dev/ward/launch-measurement";
 static MEASUREMENT: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
 
 /// The launch measurement: for a kvm Keep, the guest image's SHA-384 (from the
-/// shim); for a process Keep, SHA-384 of the agent binary.
+/// shim); for a process Keep, SHA-384 of the agent binary (from the loader's
+/// `--measurement`, else hashed here).
 pub(crate) fn measurement(opts: &AgentOptions) -> Result<Vec<u8>, AgentError> {
     MEASUREMENT
         .get_or_init(|| compute_measurement(opts).map_err(|e| e.to_string()))
@@ -79,6 +80,9 @@ fn compute_measurement(opts: &AgentOptions) -> Result<Vec<u8>, AgentError> {
             ));
         }
         return Ok(m);
+    }
+    if let Some(m) = &opts.measurement {
+        return Ok(m.clone());
     }
     let mut exe = std::fs::File::open("/proc/self/exe")
         .map_err(|e| internal("cannot read the agent binary", e))?;
