@@ -5,6 +5,8 @@
 mod common;
 #[path = "common/host.rs"]
 mod host;
+#[path = "common/steward.rs"]
+mod steward_server;
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -342,4 +344,66 @@ fn the_daemon_refuses_an_unknown_backend_before_listening() {
         "{err}"
     );
     assert!(!err.contains("listening"), "{err}");
+}
+
+/// The C echo server in a kvm Keep with a `prot = "tls"` socket: the Keep reaches the
+/// Steward through the VMM (its address is on the allow-list), gets a certificate,
+/// and terminates TLS in the guest; the client trusts only the Steward's CA.
+#[test]
+fn tls_echo_certified_by_the_steward_runs_in_a_kvm_keep() {
+    if !kvm() {
+        return;
+    }
+    let Some(app) = example("echo.wasm") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "insecure_allow_software = true\n").unwrap();
+    let steward = steward_server::serve(&dir.path().join("ca"), &policy, &[]);
+    let cfg = dir.path().join("Ward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "args = [\"1\"]\nsteward = \"https://{}\"\nsteward_ca = \"ca/ca-cert.pem\"\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"ingest\"\nprot = \"tls\"\naddr = \"127.0.0.1\"\nport = 0\n",
+            steward.addr
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&[
+        "run",
+        "--backend",
+        "kvm",
+        "--config",
+        cfg.to_str().unwrap(),
+        app.to_str().unwrap(),
+    ]);
+    let addr = listening_addr(&mut child, "ingest");
+
+    use rustls::pki_types::pem::PemObject;
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(dir.path().join("ca/ca-cert.pem"))
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(host::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+    )
+    .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(&addr).unwrap());
+    let msg: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    tls.write_all(&msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    tls.read_exact(&mut back).unwrap();
+    assert!(back == msg, "echoed bytes differ");
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    drop(tls);
+    let o = wait_with_limit(child, LIMIT);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

@@ -7,54 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::SystemTime;
 
+#[path = "common/steward.rs"]
+mod steward_server;
+
+use steward_server::serve;
 use ward_steward::client::{Client, Outcome};
 use ward_steward::request::{self, CsrContext};
 
 fn ward() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ward"))
-}
-
-/// A running `ward steward serve`, killed on drop.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(ca_dir: &Path, policy: &Path, extra: &[&str]) -> Serve {
-    let mut child = ward()
-        .args(["steward", "serve", "--listen", "127.0.0.1:0", "--ca-dir"])
-        .arg(ca_dir)
-        .arg("--policy")
-        .arg(policy)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    let addr = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            panic!("ward steward serve exited: {seen:?}");
-        };
-        if let Some(rest) = line.split("listening on https://").nth(1) {
-            break rest.split('/').next().unwrap().parse().unwrap();
-        }
-        seen.push(line);
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Serve { child, addr }
 }
 
 fn ca_pem(ca_dir: &Path) -> (String, String) {

@@ -92,6 +92,15 @@ pub fn kvm_host_resources(cfg: &WorkloadConfig) -> io::Result<HostResources> {
             FileKind::Connect => r.connect.extend(addrs),
         }
     }
+    // The Keep asks its Steward for a certificate (prot = "tls" sockets).
+    if let Some(steward) = &cfg.steward {
+        let (host, port) = ward_proto::config::steward_authority(&steward.url)
+            .map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        let addrs = (host.as_str(), port).to_socket_addrs().map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot resolve the Steward {host}: {e}"))
+        })?;
+        r.connect.extend(addrs);
+    }
     Ok(r)
 }
 

@@ -341,42 +341,7 @@ fn steward_entry(
     }
 }
 
-/// The `host:port` of a `https://host[:port][/]` Steward URL (port 443 by default).
-pub fn steward_authority(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("steward {url:?} must start with https://"))?;
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
-        return Err(format!(
-            "steward {url:?} must be https://host[:port], no path"
-        ));
-    }
-    let bad_port = |p: &str| format!("steward {url:?}: bad port {p:?}");
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        // [IPv6]:port or [IPv6]
-        let (h, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("steward {url:?}: unclosed ["))?;
-        let port = match after {
-            "" => 443,
-            p => p
-                .strip_prefix(':')
-                .and_then(|p| p.parse::<u16>().ok())
-                .ok_or_else(|| bad_port(p))?,
-        };
-        (h, port)
-    } else {
-        match authority.split_once(':') {
-            None => (authority, 443),
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad_port(p))?),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("steward {url:?} has no host"));
-    }
-    Ok((host.to_string(), port))
-}
+pub use ward_proto::config::steward_authority;
 
 /// The DER of a certificate given as PEM (the first CERTIFICATE block) or DER.
 fn pem_or_der_certificate(bytes: &[u8]) -> Option<Vec<u8>> {
