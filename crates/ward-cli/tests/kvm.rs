@@ -27,6 +27,15 @@ fn kvm() -> bool {
     }
 }
 
+/// The example `name` when /dev/kvm is usable and the example is built (each
+/// absence prints why the test skips).
+fn kvm_example(name: &str) -> Option<std::path::PathBuf> {
+    if !kvm() {
+        return None;
+    }
+    example(name)
+}
+
 /// Guest start-up is slow on a software hypervisor: generous, never asserted on.
 const LIMIT: Duration = Duration::from_secs(240);
 
@@ -38,10 +47,7 @@ fn run_kvm(args: &[&str], stdin: &[u8]) -> std::process::Output {
 
 #[test]
 fn hello_prints_its_greeting() {
-    if !kvm() {
-        return;
-    }
-    let Some(app) = example("hello.wasm") else {
+    let Some(app) = kvm_example("hello.wasm") else {
         return;
     };
     let o = run_kvm(&[app.to_str().unwrap()], b"");
@@ -68,10 +74,7 @@ fn preopen_config(extra: &str, writable: bool) -> (tempfile::TempDir, std::path:
 
 #[test]
 fn filetool_round_trips_through_a_preopen() {
-    if !kvm() {
-        return;
-    }
-    let Some(app) = example("filetool.wasm") else {
+    let Some(app) = kvm_example("filetool.wasm") else {
         return;
     };
     let (d, cfg) = preopen_config("args = [\"note.txt\"]\n", true);
@@ -92,10 +95,7 @@ fn filetool_round_trips_through_a_preopen() {
 
 #[test]
 fn filetool_cannot_write_a_read_only_preopen() {
-    if !kvm() {
-        return;
-    }
-    let Some(app) = example("filetool.wasm") else {
+    let Some(app) = kvm_example("filetool.wasm") else {
         return;
     };
     let (d, cfg) = preopen_config("args = [\"note.txt\"]\n", false);
@@ -144,10 +144,7 @@ fn a_path_escape_through_the_preopen_is_refused() {
 
 #[test]
 fn echo_answers_over_tcp() {
-    if !kvm() {
-        return;
-    }
-    let Some(app) = example("echo.wasm") else {
+    let Some(app) = kvm_example("echo.wasm") else {
         return;
     };
     let d = tempfile::tempdir().unwrap();
@@ -193,10 +190,7 @@ fn echo_answers_over_tcp() {
 
 #[test]
 fn cpubench_checksum_matches_the_process_keep() {
-    if !kvm() {
-        return;
-    }
-    let Some(app) = example("cpubench.wasm") else {
+    let Some(app) = kvm_example("cpubench.wasm") else {
         return;
     };
     let cfg = root().join("examples/cpubench.toml");
@@ -289,10 +283,7 @@ fn a_trapping_workload_is_reported_and_the_keep_ends_cleanly() {
 /// a policy pinning it accepts the Keep while a policy pinning another value refuses it.
 #[test]
 fn deploy_to_a_kvm_keep_carries_the_offline_measurement() {
-    if !kvm() {
-        return;
-    }
-    let Some(app) = example("hello.wasm") else {
+    let Some(app) = kvm_example("hello.wasm") else {
         return;
     };
     let m = ward(&["measure", "--backend", "kvm"]);
@@ -351,10 +342,7 @@ fn the_daemon_refuses_an_unknown_backend_before_listening() {
 /// and terminates TLS in the guest; the client trusts only the Steward's CA.
 #[test]
 fn tls_echo_certified_by_the_steward_runs_in_a_kvm_keep() {
-    if !kvm() {
-        return;
-    }
-    let Some(app) = example("echo.wasm") else {
+    let Some(app) = kvm_example("echo.wasm") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
