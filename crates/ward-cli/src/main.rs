@@ -14,15 +14,21 @@ use clap::{Parser, Subcommand};
 
 /// Run WebAssembly workloads inside isolated, attested Keeps.
 ///
-/// A Keep is an isolated environment (a sandboxed process, a micro-VM, or an SEV-SNP/TDX
-/// guest) whose contents the host cannot read or change. `ward run` starts one on this
-/// machine and runs a `.wasm` file in it.
+/// A Keep is an isolated environment for one workload: a sandboxed process, a micro-VM
+/// (kvm), or, on SEV-SNP/TDX hardware, a confidential VM whose memory the host cannot
+/// read or change. Process and plain kvm Keeps protect the host from the workload, not
+/// the workload from the host, and their evidence says so (kind `none`). `ward run`
+/// starts a Keep on this machine; `ward deploy` attests one on an untrusted host first.
 #[derive(Parser)]
 #[command(name = "ward", version, propagate_version = true)]
 #[command(after_help = "Examples:
   ward run examples/hello.wasm
+  ward run --backend kvm examples/hello.wasm
   ward run --config examples/echo.toml examples/echo.wasm
   ward run examples/cpubench.wasm -- 20
+  ward host serve --listen 127.0.0.1:8443 --backends process,kvm
+  ward deploy examples/hello.wasm --host https://127.0.0.1:8443 --insecure
+  ward measure --backend kvm
   ward config init Ward.toml
   ward attest verify --kind snp report.bin --vcek vcek.der")]
 struct Cli {
