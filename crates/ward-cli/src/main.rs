@@ -78,6 +78,11 @@ enum HostCommand {
         /// ~/.local/state/ward).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// A file of verification collateral to offer clients in GET /v1/platform
+        /// (e.g. this host's VCEK or VLEK chain, TCB info); repeatable, 63 KiB in all.
+        /// Clients check it against their own roots: it is a convenience, not trust.
+        #[arg(long, value_name = "FILE")]
+        collateral: Vec<PathBuf>,
     },
 }
 
@@ -133,12 +138,29 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn host(cmd: HostCommand) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
     let HostCommand::Serve {
         listen,
         backends,
         max_keeps,
         state_dir,
+        collateral,
     } = cmd;
+    let mut offered = Vec::new();
+    let mut total = 0usize;
+    for path in &collateral {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("--collateral {}", path.display()))?;
+        total += bytes.len();
+        if total > ward_host::daemon::MAX_COLLATERAL {
+            anyhow::bail!(
+                "--collateral: {} bytes in all is over the {} a platform answer can carry",
+                total,
+                ward_host::daemon::MAX_COLLATERAL
+            );
+        }
+        offered.push(bytes);
+    }
     for b in &backends {
         if !ward_host::loader::BACKENDS.contains(&b.as_str()) {
             anyhow::bail!(
@@ -178,6 +200,7 @@ fn host(cmd: HostCommand) -> anyhow::Result<ExitCode> {
         max_keeps,
         state_dir,
         keep_bin,
+        collateral: offered,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -295,3 +295,45 @@ fn json_reports_the_claims_and_per_phase_timings() {
     );
     assert_eq!(t.len(), 5, "exactly the five phases: {last}");
 }
+
+#[test]
+fn platform_lists_backends_tee_kinds_and_the_offered_collateral() {
+    let (_c, chain) = temp_file(
+        "vcek-chain.pem",
+        b"-----BEGIN CERTIFICATE-----\nnot checked by the host\n-----END CERTIFICATE-----\n",
+    );
+    let d = host::daemon_with("3", &["--collateral", chain.to_str().unwrap()]);
+    let (status, body) = host::runtime().block_on(host::api(
+        &d.addr,
+        hyper::Method::GET,
+        "/v1/platform",
+        Vec::new(),
+    ));
+    assert_eq!(status, hyper::StatusCode::OK);
+    let p: ward_proto::host::Platform = ciborium::from_reader(&body[..]).unwrap();
+    assert_eq!(p.backends, ["process"]);
+    assert_eq!(p.tee_kinds, ["none"]);
+    assert_eq!(p.max_keeps, 3);
+    assert_eq!(p.collateral.len(), 1);
+    assert_eq!(&p.collateral[0][..], &std::fs::read(&chain).unwrap()[..]);
+}
+
+#[test]
+fn collateral_too_large_for_one_answer_is_refused_at_start() {
+    let (_c, big) = temp_file("big.bin", &vec![0u8; 70 << 10]);
+    let o = ward(&[
+        "host",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--collateral",
+        big.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--collateral") && err.contains("over the"),
+        "{err}"
+    );
+    assert!(!err.contains("listening"), "{err}");
+}

@@ -51,7 +51,14 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// The `ward-keep` binary.
     pub keep_bin: PathBuf,
+    /// Verification collateral this host offers its clients in `GET /v1/platform`
+    /// (e.g. its VCEK/VLEK chain, TCB info), as the operator supplied it. Clients
+    /// verify it against their own roots; the host is not trusted for it.
+    pub collateral: Vec<Vec<u8>>,
 }
+
+/// Most bytes of collateral a host may offer: all of it must fit one API body.
+pub const MAX_COLLATERAL: usize = ward_proto::host::MAX_API_BODY - 1024;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -243,7 +250,12 @@ async fn platform(State(s): State<AppState>) -> Response {
         &Platform {
             backends: s.config.backends.clone(),
             tee_kinds: vec!["none".into()],
-            collateral: Vec::new(),
+            collateral: s
+                .config
+                .collateral
+                .iter()
+                .map(|c| serde_bytes::ByteBuf::from(c.clone()))
+                .collect(),
             max_keeps: s.config.max_keeps as u32,
         },
     )
