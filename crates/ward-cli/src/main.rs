@@ -83,6 +83,14 @@ enum HostCommand {
         /// Clients check it against their own roots: it is a convenience, not trust.
         #[arg(long, value_name = "FILE")]
         collateral: Vec<PathBuf>,
+        /// Let remote workloads preopen DIR (and what is beneath it), read-only; add
+        /// `:rw` to let them write. Repeatable. By default they reach no host files.
+        #[arg(long, value_name = "DIR[:rw]")]
+        allow_dir: Vec<String>,
+        /// Let remote workloads listen on and connect to TCP addresses (and reach a
+        /// Steward). Process Keeps only. By default they get stdio and nothing else.
+        #[arg(long)]
+        allow_sockets: bool,
     },
 }
 
@@ -145,12 +153,29 @@ fn host(cmd: HostCommand) -> anyhow::Result<ExitCode> {
         max_keeps,
         state_dir,
         collateral,
+        allow_dir,
+        allow_sockets,
     } = cmd;
+    let mut allow = ward_host::loader::RemoteAllow {
+        sockets: allow_sockets,
+        ..Default::default()
+    };
+    for spec in &allow_dir {
+        let (dir, rw) = match spec.strip_suffix(":rw") {
+            Some(d) => (d, true),
+            None => (spec.as_str(), false),
+        };
+        let real = std::fs::canonicalize(dir).with_context(|| format!("--allow-dir {dir}"))?;
+        if !real.is_dir() {
+            anyhow::bail!("--allow-dir {dir}: not a directory");
+        }
+        allow.dirs.push((real, rw));
+    }
     let mut offered = Vec::new();
     let mut total = 0usize;
     for path in &collateral {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("--collateral {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("--collateral {}", path.display()))?;
         total += bytes.len();
         if total > ward_host::daemon::MAX_COLLATERAL {
             anyhow::bail!(
@@ -201,6 +226,7 @@ fn host(cmd: HostCommand) -> anyhow::Result<ExitCode> {
         state_dir,
         keep_bin,
         collateral: offered,
+        allow,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

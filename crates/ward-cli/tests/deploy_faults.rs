@@ -305,3 +305,102 @@ fn a_keep_outlives_the_daemon_thread_that_started_it() {
     );
     assert_eq!(children(d.pid()), 1, "log:\n{}", d.log_text());
 }
+
+/// A Ward.toml preopening `host` as /data (writable or not).
+fn preopen_config(
+    dir: &std::path::Path,
+    host: &std::path::Path,
+    writable: bool,
+) -> std::path::PathBuf {
+    let cfg = dir.join("Ward.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n[[preopens]]\nhost = \"{}\"\nguest = \"/data\"\nwritable = {writable}\n",
+            host.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// The host cannot read a tenant's Ward.toml (it travels inside TLS), so the Keep is
+/// confined to what `ward host serve` allows: by default no host files and no
+/// sockets; `--allow-dir DIR[:rw]` opens DIR and what is beneath it, and nothing else.
+#[test]
+fn a_remote_workload_reaches_only_what_the_host_allows() {
+    let Some(app) = example("filetool.wasm") else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let secret = d.path().join("secret");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::create_dir(&secret).unwrap();
+    let cfg = preopen_config(d.path(), &data, true);
+    let refused = |o: &std::process::Output, why: &str| {
+        assert_eq!(o.status.code(), Some(125), "{}", stderr(o));
+        assert!(stderr(o).contains(why), "{}", stderr(o));
+        assert!(!data.join("note.txt").exists());
+    };
+    let config = [
+        "--insecure",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--",
+        "note.txt",
+    ];
+
+    // 1. Nothing allowed: refused, and nothing written.
+    let strict = daemon("2");
+    refused(
+        &deploy_app(&strict.addr, &app, &config),
+        "does not let remote workloads preopen",
+    );
+
+    // 2. Read-only allowed, writable asked: refused.
+    let ro = daemon_with("2", &["--allow-dir", data.to_str().unwrap()]);
+    refused(&deploy_app(&ro.addr, &app, &config), "read-only");
+
+    // 3. Another directory, through `..` from the allowed one: refused.
+    let escape_dir = tempfile::tempdir().unwrap();
+    let escape = preopen_config(escape_dir.path(), &data.join("../secret"), false);
+    let o = deploy_app(
+        &ro.addr,
+        &app,
+        &[
+            "--insecure",
+            "--config",
+            escape.to_str().unwrap(),
+            "--",
+            "note.txt",
+        ],
+    );
+    refused(&o, "does not let remote workloads preopen");
+
+    // 4. Allowed writable: the workload writes there.
+    let rw = daemon_with("2", &["--allow-dir", &format!("{}:rw", data.display())]);
+    let o = deploy_app(&rw.addr, &app, &config);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(data.join("note.txt").exists());
+}
+
+#[test]
+fn remote_sockets_need_allow_sockets() {
+    let Some(app) = example("echo.wasm") else {
+        return;
+    };
+    let (_d, cfg) = temp_file(
+        "Ward.toml",
+        b"args = [\"1\"]\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"ingest\"\naddr = \"127.0.0.1\"\nport = 0\n",
+    );
+    let d = daemon("2");
+    let o = deploy_app(
+        &d.addr,
+        &app,
+        &["--insecure", "--config", cfg.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--allow-sockets"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("listening"), "{}", stderr(&o));
+}

@@ -395,3 +395,33 @@ fn tls_echo_certified_by_the_steward_runs_in_a_kvm_keep() {
     let o = wait_with_limit(child, LIMIT);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// A remote kvm Keep reaches only the directories `ward host serve --allow-dir` names:
+/// its VMM's allow-list, since the host cannot read the tenant's Ward.toml.
+#[test]
+fn a_remote_kvm_keep_reaches_only_allowed_dirs() {
+    let Some(app) = kvm_example("filetool.wasm") else {
+        return;
+    };
+    let (d, cfg) = preopen_config("", true);
+    let data = d.path().join("data");
+    let args = [
+        "--backend",
+        "kvm",
+        "--insecure",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--",
+        "note.txt",
+    ];
+    let strict = host::daemon_with("2", &["--backends", "kvm"]);
+    let o = host::deploy_app(&strict.addr, &app, &args);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!data.join("note.txt").exists());
+
+    let allowed = format!("{}:rw", data.display());
+    let open = host::daemon_with("2", &["--backends", "kvm", "--allow-dir", &allowed]);
+    let o = host::deploy_app(&open.addr, &app, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(data.join("note.txt").exists());
+}

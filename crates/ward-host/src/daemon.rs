@@ -55,6 +55,8 @@ pub struct DaemonConfig {
     /// (e.g. its VCEK/VLEK chain, TCB info), as the operator supplied it. Clients
     /// verify it against their own roots; the host is not trusted for it.
     pub collateral: Vec<Vec<u8>>,
+    /// What remote workloads may reach on this host (nothing by default).
+    pub allow: crate::loader::RemoteAllow,
 }
 
 /// Most bytes of collateral a host may offer: all of it must fit one API body.
@@ -360,12 +362,15 @@ async fn create_keep(State(s): State<AppState>, body: axum::body::Bytes) -> Resp
     let keep_bin = s.config.keep_bin.clone();
     let backend = req.backend.clone();
     let started = if backend == "process" {
-        crate::loader::start(&backend, &keep_bin, memory)
+        crate::loader::start(&backend, &keep_bin, memory, &s.config.allow)
     } else {
-        tokio::task::spawn_blocking(move || crate::loader::start(&backend, &keep_bin, memory))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r)
+        let allow = s.config.allow.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::loader::start(&backend, &keep_bin, memory, &allow)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
     };
     let (child, ours) = match started {
         Ok(started) => started,

@@ -12,6 +12,48 @@ use ward_vmm::{GuestExit, KeepStopper};
 /// Backends this build can offer.
 pub const BACKENDS: &[&str] = &["process", "kvm"];
 
+/// The host resources the operator lets remote workloads reach (`ward host serve
+/// --allow-dir/--allow-dir-rw/--allow-sockets`). Nothing by default: a remote tenant's
+/// Ward.toml travels inside TLS, so the host cannot vet it and confines the Keep instead.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RemoteAllow {
+    /// Directories (and what is beneath them) workloads may preopen; `true`: writable.
+    pub dirs: Vec<(std::path::PathBuf, bool)>,
+    /// Whether workloads may use TCP sockets (and reach a Steward). Process Keeps only:
+    /// a kvm Keep's VMM needs the addresses, which the host does not see.
+    pub sockets: bool,
+}
+
+impl RemoteAllow {
+    /// `ward-keep` arguments that confine a process Keep to this.
+    fn keep_args(&self) -> Vec<String> {
+        let mut args = vec!["--confine".to_string()];
+        for (dir, rw) in &self.dirs {
+            args.push(if *rw { "--allow-dir-rw" } else { "--allow-dir" }.into());
+            args.push(dir.to_string_lossy().into_owned());
+        }
+        if self.sockets {
+            args.push("--allow-sockets".into());
+        }
+        args
+    }
+
+    /// What the VMM lets a kvm Keep reach: the allowed directories, no sockets.
+    fn kvm_resources(&self) -> ward_vmm::HostResources {
+        ward_vmm::HostResources {
+            dirs: self
+                .dirs
+                .iter()
+                .map(|(path, writable)| ward_vmm::HostDir {
+                    path: path.clone(),
+                    writable: *writable,
+                })
+                .collect(),
+            ..ward_vmm::HostResources::default()
+        }
+    }
+}
+
 /// How a Keep ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeepEnd {
@@ -42,6 +84,7 @@ pub fn start(
     backend: &str,
     keep_bin: &Path,
     workload_memory: u64,
+    allow: &RemoteAllow,
 ) -> io::Result<(RunningKeep, UnixStream)> {
     match backend {
         "process" => {
@@ -58,6 +101,7 @@ pub fn start(
                     "--measurement",
                     &hex::encode(measurement),
                 ])
+                .args(allow.keep_args())
                 .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
                     theirs,
                 )))
@@ -70,7 +114,8 @@ pub fn start(
         }
         "kvm" => {
             let cfg = crate::local::kvm_keep_config(keep_bin, workload_memory, None, true)
-                .map_err(|e| io::Error::other(e.to_string()))?;
+                .map_err(|e| io::Error::other(e.to_string()))?
+                .resources(allow.kvm_resources());
             let crate::LocalKeep::Kvm(mut keep) = crate::LocalKeep::launch_kvm(&cfg)? else {
                 return Err(io::Error::other("kvm launch returned another kind of Keep"));
             };

@@ -25,6 +25,9 @@ pub(crate) struct AgentOptions {
     /// A process Keep's launch measurement, computed by its loader (SHA-384 of this
     /// binary); `None`: hash `/proc/self/exe`.
     pub(crate) measurement: Option<Vec<u8>>,
+    /// A remote workload's host resources are limited to these (`None`: a local run,
+    /// whose config is its own user's).
+    pub(crate) confine: Option<ward_keep::confine::HostAllowList>,
 }
 
 /// A failure that ends the conversation; it is reported to the host when possible.
@@ -153,6 +156,11 @@ where
     };
     check_spec(&spec)?;
     let cfg = &spec.config;
+    if let Some(allow) = &opts.confine {
+        allow
+            .check(cfg)
+            .map_err(|e| AgentError::new(KeepErrorKind::Config, e))?;
+    }
 
     // 2. Host resources, opened before the sandbox closes the door behind them.
     let tls = steward_certificate(&spec, opts)?;

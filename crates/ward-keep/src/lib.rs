@@ -3,5 +3,6 @@
 
 #![warn(missing_docs)]
 
+pub mod confine;
 pub mod sandbox;
 pub mod steward;

@@ -6,7 +6,10 @@
 //! as CBOR frames. Diagnostics go to its own stderr; nothing else leaves the Keep.
 //!
 //! Usage: `ward-keep --channel-fd N [--sandbox] [--tls] [--backend process|kvm]
-//! [--measurement HEX]`
+//! [--measurement HEX] [--confine [--allow-dir DIR] [--allow-dir-rw DIR] [--allow-sockets]]`
+//!
+//! `--confine` (remote Keeps started by `ward host serve`): the workload's config may
+//! reach only the host directories and sockets the operator allows (`confine.rs`).
 //!
 //! With `--tls` (remote deployments) the channel first carries the client's
 //! [`TunnelHello`](ward_proto::TunnelHello), then TLS that terminates here, with an
@@ -23,7 +26,7 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: ward-keep --channel-fd N [--sandbox] [--tls] [--backend process|kvm] [--measurement HEX]");
+    eprintln!("usage: ward-keep --channel-fd N [--sandbox] [--tls] [--backend process|kvm] [--measurement HEX] [--confine [--allow-dir DIR] [--allow-dir-rw DIR] [--allow-sockets]]");
     eprintln!("ward-keep is started by `ward run` / `ward host serve`, not by hand.");
     ExitCode::from(2)
 }
@@ -53,6 +56,21 @@ fn main() -> ExitCode {
                     return usage();
                 }
             },
+            "--confine" => {
+                opts.confine.get_or_insert_with(Default::default);
+            }
+            "--allow-dir" | "--allow-dir-rw" => {
+                let writable = arg == "--allow-dir-rw";
+                let Some(dir) = args.next() else {
+                    return usage();
+                };
+                let allow = opts.confine.get_or_insert_with(Default::default);
+                if let Err(e) = allow.allow_dir(std::path::Path::new(&dir), writable) {
+                    eprintln!("ward-keep: {e}");
+                    return usage();
+                }
+            }
+            "--allow-sockets" => opts.confine.get_or_insert_with(Default::default).sockets = true,
             "--version" => {
                 println!("ward-keep {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
