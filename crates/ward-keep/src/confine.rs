@@ -162,11 +162,13 @@ mod tests {
 
     #[test]
     fn a_steward_needs_allow_sockets() {
-        let mut cfg = WorkloadConfig::default();
-        cfg.steward = Some(ward_proto::StewardRef {
-            url: "https://127.0.0.1:1".into(),
-            ca_der: vec![1],
-        });
+        let cfg = WorkloadConfig {
+            steward: Some(ward_proto::StewardRef {
+                url: "https://127.0.0.1:1".into(),
+                ca_der: vec![1],
+            }),
+            ..WorkloadConfig::default()
+        };
         let err = HostAllowList::default().check(&cfg).unwrap_err();
         assert!(err.contains("Steward"), "{err}");
         let allow = HostAllowList {
