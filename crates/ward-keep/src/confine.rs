@@ -32,11 +32,13 @@ impl HostAllowList {
                 .map(|(_, rw)| *rw)
                 .max();
             match allowed {
-                None => return Err(format!(
+                None => {
+                    return Err(format!(
                     "this host does not let remote workloads preopen {} (its operator allows: {})",
                     p.host,
                     self.describe_dirs()
-                )),
+                ))
+                }
                 Some(false) if p.writable => {
                     return Err(format!(
                         "this host allows {} read-only; the config asks for writable = true",
