@@ -63,6 +63,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "workload.wasm".into());
 
     let keep_bin = find_keep_binary().map_err(anyhow::Error::msg)?;
+    // How `keep.finish()` failures are introduced in messages.
+    let who = match args.backend {
+        Backend::Process => "keep exited",
+        Backend::Kvm => "kvm keep",
+    };
     let mut keep = match args.backend {
         Backend::Process => LocalKeep::Process(ProcessKeep::spawn(&keep_bin)?),
         Backend::Kvm => {
@@ -89,7 +94,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // A Keep that died while starting explains more than the broken channel.
         drop(session);
         return match keep.finish() {
-            Ok(Some(how)) => Err(anyhow::anyhow!("{e} ({how})")),
+            Ok(end) if !end.success => Err(anyhow::anyhow!("{e} ({who}: {})", end.how)),
             _ => Err(e.into()),
         };
     }
@@ -109,7 +114,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => match keep.finish() {
-            Ok(Some(f)) if f.timed_out => {
+            Ok(end) if end.timed_out => {
                 // Same outcome and exit code as a process Keep's own deadline.
                 let ms = cfg.limits.wall_time_ms.unwrap_or(0);
                 eprintln!(
@@ -121,13 +126,16 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     WorkloadOutcome::DeadlineExceeded { limit_ms: ms }.exit_status(),
                 ));
             }
-            Ok(Some(f)) => bail!("{e} ({f})"),
+            Ok(end) if !end.success => bail!("{e} ({who}: {})", end.how),
             _ => return Err(e.into()),
         },
     };
-    if let Ok(Some(how)) = keep.finish() {
-        // The workload's outcome arrived, but the Keep did not end cleanly.
-        tracing::warn!("{how}");
+    match keep.finish() {
+        Ok(end) if !end.success => {
+            // The workload's outcome arrived, but the Keep did not end cleanly.
+            eprintln!("ward: warning: {who}: {}", end.how);
+        }
+        _ => {}
     }
 
     Ok(report_outcome(&outcome.report, &cfg.limits))

@@ -371,15 +371,8 @@ fn tls_echo_certified_by_the_steward_runs_in_a_kvm_keep() {
     use rustls::pki_types::pem::PemObject;
     let ca = rustls::pki_types::CertificateDer::from_pem_file(dir.path().join("ca/ca-cert.pem"))
         .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(host::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let conn = rustls::ClientConnection::new(
-        std::sync::Arc::new(config),
+        steward_server::client_trusting(&[ca]),
         rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
     )
     .unwrap();

@@ -262,18 +262,8 @@ fn a_tls_socket_is_certified_by_the_steward_and_terminated_in_the_keep() {
     };
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(ca_der(&pem)))
-        .unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let conn = rustls::ClientConnection::new(
-        std::sync::Arc::new(config),
+        steward_server::client_trusting(&[ca_der(&pem).into()]),
         rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
     )
     .unwrap();

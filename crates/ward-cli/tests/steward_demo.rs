@@ -6,6 +6,8 @@
 //! process stops by itself). Every process is killed when its test ends.
 
 mod common;
+#[path = "common/steward.rs"]
+mod steward_server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -202,27 +204,11 @@ impl Demo {
     }
 }
 
-fn client_config(roots: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store.add(r.clone()).unwrap();
-    }
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth(),
-    )
-}
-
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 fn tls_connect(addr: SocketAddr, roots: &[CertificateDer<'static>]) -> Tls {
     let conn = rustls::ClientConnection::new(
-        client_config(roots),
+        steward_server::client_trusting(roots),
         ServerName::try_from("127.0.0.1").unwrap(),
     )
     .unwrap();

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ward_vmm::{GuestExit, KeepStopper};
+use ward_vmm::KeepStopper;
 
 /// Backends this build can offer.
 pub const BACKENDS: &[&str] = &["process", "kvm"];
@@ -54,16 +54,7 @@ impl RemoteAllow {
     }
 }
 
-/// How a Keep ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeepEnd {
-    /// It exited normally (status 0).
-    pub success: bool,
-    /// It did not exit by itself: killed by a signal, or a guest fault.
-    pub crashed: bool,
-    /// One line: the exit status, or the guest's fault with its registers.
-    pub how: String,
-}
+pub use crate::local::KeepEnd;
 
 /// A Keep the daemon started. Dropping it stops the Keep.
 pub struct RunningKeep(Inner);
@@ -116,9 +107,7 @@ pub fn start(
             let cfg = crate::local::kvm_keep_config(keep_bin, workload_memory, None, true)
                 .map_err(|e| io::Error::other(e.to_string()))?
                 .resources(allow.kvm_resources());
-            let crate::LocalKeep::Kvm(mut keep) = crate::LocalKeep::launch_kvm(&cfg)? else {
-                return Err(io::Error::other("kvm launch returned another kind of Keep"));
-            };
+            let mut keep = crate::local::launch_vm(&cfg)?;
             let channel = keep
                 .take_channel()
                 .ok_or_else(|| io::Error::other("the kvm Keep has no channel"))?;
@@ -128,23 +117,7 @@ pub fn start(
             std::thread::Builder::new()
                 .name("ward-kvm-reaper".into())
                 .spawn(move || {
-                    let end = match keep.wait() {
-                        Ok(GuestExit::Exited(code)) => KeepEnd {
-                            success: code == 0,
-                            crashed: false,
-                            how: format!("exited with status {code}"),
-                        },
-                        Ok(other) => KeepEnd {
-                            success: false,
-                            crashed: true,
-                            how: other.to_string(),
-                        },
-                        Err(e) => KeepEnd {
-                            success: false,
-                            crashed: true,
-                            how: format!("VMM error: {e}"),
-                        },
-                    };
+                    let end = KeepEnd::of_guest(keep.wait());
                     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
                 })?;
             Ok((RunningKeep(Inner::Kvm { stopper, ended }), channel))
@@ -160,7 +133,7 @@ impl RunningKeep {
     /// `Some` once the Keep has ended.
     pub fn try_wait(&mut self) -> io::Result<Option<KeepEnd>> {
         match &mut self.0 {
-            Inner::Process(child) => Ok(child.try_wait()?.map(process_end)),
+            Inner::Process(child) => Ok(child.try_wait()?.map(KeepEnd::of_process)),
             Inner::Kvm { ended, .. } => Ok(ended.lock().unwrap_or_else(|e| e.into_inner()).clone()),
         }
     }
@@ -168,7 +141,7 @@ impl RunningKeep {
     /// Waits for the Keep to end.
     pub async fn wait(&mut self) -> io::Result<KeepEnd> {
         match &mut self.0 {
-            Inner::Process(child) => child.wait().await.map(process_end),
+            Inner::Process(child) => child.wait().await.map(KeepEnd::of_process),
             Inner::Kvm { ended, .. } => loop {
                 if let Some(end) = ended.lock().unwrap_or_else(|e| e.into_inner()).clone() {
                     return Ok(end);
@@ -189,15 +162,6 @@ impl RunningKeep {
                 let _ = tokio::task::spawn_blocking(move || s.stop()).await;
             }
         }
-    }
-}
-
-fn process_end(status: std::process::ExitStatus) -> KeepEnd {
-    use std::os::unix::process::ExitStatusExt;
-    KeepEnd {
-        success: status.success(),
-        crashed: status.signal().is_some(),
-        how: status.to_string(),
     }
 }
 

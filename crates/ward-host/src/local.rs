@@ -76,11 +76,7 @@ pub fn kvm_host_resources(cfg: &WorkloadConfig) -> io::Result<HostResources> {
         ..HostResources::default()
     };
     for s in &cfg.sockets {
-        let addr = if s.host.contains(':') && !s.host.starts_with('[') {
-            format!("[{}]:{}", s.host, s.port)
-        } else {
-            format!("{}:{}", s.host, s.port)
-        };
+        let addr = s.addr();
         let addrs = addr.to_socket_addrs().map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -115,15 +111,7 @@ pub enum LocalKeep {
 impl LocalKeep {
     /// Starts a kvm Keep; says why when `/dev/kvm` cannot be used.
     pub fn launch_kvm(cfg: &KvmKeepConfig) -> io::Result<Self> {
-        ward_vmm::kvm_available().map_err(|why| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("the kvm backend needs KVM: {why}"),
-            )
-        })?;
-        ward_vmm::launch(cfg)
-            .map(Self::Kvm)
-            .map_err(|e| io::Error::other(format!("cannot start the kvm Keep: {e}")))
+        launch_vm(cfg).map(Self::Kvm)
     }
 
     /// Takes the host end of the channel (once).
@@ -154,40 +142,73 @@ impl LocalKeep {
         }
     }
 
-    /// Waits for the Keep to end. `Ok(None)` when it ended normally; otherwise how
-    /// it failed.
-    pub fn finish(self) -> io::Result<Option<KeepFailure>> {
+    /// Waits for the Keep to end.
+    pub fn finish(self) -> io::Result<KeepEnd> {
         match self {
-            Self::Process(mut p) => {
-                let status = p.wait()?;
-                Ok((!status.success()).then(|| KeepFailure {
-                    message: format!("keep exited: {status}"),
-                    timed_out: false,
-                }))
-            }
-            Self::Kvm(k) => match k.wait().map_err(|e| io::Error::other(e.to_string()))? {
-                GuestExit::Exited(0) => Ok(None),
-                other => Ok(Some(KeepFailure {
-                    timed_out: other == GuestExit::Timeout,
-                    message: format!("kvm keep: {other}"),
-                })),
-            },
+            Self::Process(mut p) => p.wait().map(KeepEnd::of_process),
+            Self::Kvm(k) => Ok(KeepEnd::of_guest(k.wait())),
         }
     }
 }
 
-/// How a Keep failed, as its loader saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeepFailure {
-    /// One line: the exit status, or the guest's fault with its registers.
-    pub message: String,
-    /// The VMM stopped the Keep at its deadline (a kvm guest cannot interrupt a
-    /// CPU-bound workload itself).
-    pub timed_out: bool,
+/// Starts a kvm micro-VM; says why when `/dev/kvm` cannot be used.
+pub fn launch_vm(cfg: &KvmKeepConfig) -> io::Result<KvmKeep> {
+    ward_vmm::kvm_available().map_err(|why| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("the kvm backend needs KVM: {why}"),
+        )
+    })?;
+    ward_vmm::launch(cfg).map_err(|e| io::Error::other(format!("cannot start the kvm Keep: {e}")))
 }
 
-impl std::fmt::Display for KeepFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+/// How a Keep ended, as its loader saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepEnd {
+    /// It exited with status 0.
+    pub success: bool,
+    /// It did not exit by itself: killed by a signal, or a guest fault.
+    pub crashed: bool,
+    /// The VMM stopped it at its deadline (a kvm guest cannot interrupt a CPU-bound
+    /// workload itself).
+    pub timed_out: bool,
+    /// One line: the exit status, or the guest's fault with its registers.
+    pub how: String,
+}
+
+impl KeepEnd {
+    /// How a process Keep ended.
+    pub fn of_process(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Self {
+            success: status.success(),
+            crashed: status.signal().is_some(),
+            timed_out: false,
+            how: status.to_string(),
+        }
+    }
+
+    /// How a kvm Keep ended.
+    pub fn of_guest(exit: Result<GuestExit, ward_vmm::VmmError>) -> Self {
+        match exit {
+            Ok(GuestExit::Exited(code)) => Self {
+                success: code == 0,
+                crashed: false,
+                timed_out: false,
+                how: GuestExit::Exited(code).to_string(),
+            },
+            Ok(other) => Self {
+                success: false,
+                crashed: true,
+                timed_out: other == GuestExit::Timeout,
+                how: other.to_string(),
+            },
+            Err(e) => Self {
+                success: false,
+                crashed: true,
+                timed_out: false,
+                how: format!("VMM error: {e}"),
+            },
+        }
     }
 }

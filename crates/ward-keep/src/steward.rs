@@ -191,7 +191,7 @@ const ENOPROTOOPT: i32 = 92;
 
 /// `POST /v1/attest` with `csr` over TLS pinned to the Steward's CA; (status, body).
 fn post(steward: &StewardRef, csr: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let (host, port) = ward_runtime::config::steward_authority(&steward.url)?;
+    let (host, port) = ward_proto::config::steward_authority(&steward.url)?;
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from(steward.ca_der.clone()))

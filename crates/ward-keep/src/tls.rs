@@ -55,8 +55,8 @@ fn internal(what: &str, e: impl std::fmt::Display) -> AgentError {
 /// initial guest image (docs/kvm.md).
 const KVM_MEASUREMENT: &str = "/dev/ward/launch-measurement";
 
-/// The launch measurement, computed once per Keep (hashing a process Keep's binary
-/// takes tens of milliseconds, and both RA-TLS and a Steward CSR need it).
+/// The launch measurement, computed once per Keep (both RA-TLS and a Steward CSR need
+/// it, and hashing a process Keep's own binary takes tens of milliseconds).
 static MEASUREMENT: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
 
 /// The launch measurement: for a kvm Keep, the guest image's SHA-384 (from the
@@ -94,11 +94,6 @@ fn compute_measurement(opts: &AgentOptions) -> Result<Vec<u8>, AgentError> {
 
 /// Serves one remote deployment on `channel`.
 pub(crate) fn serve(mut channel: UnixStream, opts: &AgentOptions) -> Result<(), AgentError> {
-    // Measure while the client is still connecting; `measurement` below waits for it.
-    let warm = opts.clone();
-    let _ = std::thread::Builder::new()
-        .name("ward-measure".into())
-        .spawn(move || measurement(&warm).map(drop));
     let protocol = |m: String| AgentError::new(KeepErrorKind::Protocol, m);
     let hello: TunnelHello = read_frame(&mut channel)
         .map_err(|e| protocol(format!("tunnel hello: {e}")))?

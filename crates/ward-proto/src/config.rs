@@ -116,6 +116,17 @@ pub struct WorkloadSocket {
     pub port: u16,
 }
 
+impl WorkloadSocket {
+    /// `host:port`, with a bare IPv6 address bracketed, for resolving or binding.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Resource limits for one workload run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,4 +187,43 @@ pub fn steward_authority(url: &str) -> Result<(String, u16), String> {
         return Err(format!("steward {url:?} has no host"));
     }
     Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steward_urls() {
+        assert_eq!(
+            steward_authority("https://a.example:8444"),
+            Ok(("a.example".into(), 8444))
+        );
+        assert_eq!(
+            steward_authority("https://a.example/"),
+            Ok(("a.example".into(), 443))
+        );
+        assert_eq!(steward_authority("https://[::1]:9"), Ok(("::1".into(), 9)));
+        assert!(steward_authority("https://a/b").is_err());
+        assert!(steward_authority("https://:1").is_err());
+        assert!(steward_authority("https://a:x").is_err());
+        assert!(steward_authority("https://a:").is_err());
+        assert!(steward_authority("https://[::1").is_err());
+    }
+
+    #[test]
+    fn socket_addresses_bracket_bare_ipv6() {
+        let mut s = WorkloadSocket {
+            kind: FileKind::Listen,
+            name: "x".into(),
+            prot: SocketProtocol::Tcp,
+            host: "::1".into(),
+            port: 7,
+        };
+        assert_eq!(s.addr(), "[::1]:7");
+        s.host = "[::1]".into();
+        assert_eq!(s.addr(), "[::1]:7");
+        s.host = "example.com".into();
+        assert_eq!(s.addr(), "example.com:7");
+    }
 }

@@ -38,11 +38,7 @@ pub fn open_sockets(
 ) -> Result<Vec<(String, WorkloadSocketHandle)>, SocketOpenError> {
     let mut out = Vec::with_capacity(sockets.len());
     for s in sockets {
-        let addr = if s.host.contains(':') && !s.host.starts_with('[') {
-            format!("[{}]:{}", s.host, s.port)
-        } else {
-            format!("{}:{}", s.host, s.port)
-        };
+        let addr = s.addr();
         let err = |verb, source| SocketOpenError {
             verb,
             addr: addr.clone(),

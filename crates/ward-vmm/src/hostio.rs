@@ -196,17 +196,17 @@ impl HostIo {
         Ok(self.handle(h)?.fd.as_raw_fd())
     }
 
-    fn insert(&mut self, fd: OwnedFd, writable: bool) -> i64 {
+    fn insert(&mut self, fd: OwnedFd, writable: bool) -> Result<i64, i64> {
         let h = Handle { fd, writable };
         if let Some(i) = self.handles.iter().position(|x| x.is_none()) {
             self.handles[i] = Some(h);
-            return i as i64;
+            return Ok(i as i64);
         }
         if self.handles.len() as u64 >= MAX_HANDLES {
-            return -EMFILE;
+            return Err(-EMFILE);
         }
         self.handles.push(Some(h));
-        self.handles.len() as i64 - 1
+        Ok(self.handles.len() as i64 - 1)
     }
 
     /// The scratch directory standing in for `/tmp`, created on first use.
@@ -276,17 +276,7 @@ impl HostIo {
                         libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
                     )
                 } as i64)?;
-                let fd = owned(fd);
-                return Ok(Base {
-                    fd: fd.as_raw_fd(),
-                    rel: if rest.is_empty() {
-                        b".".to_vec()
-                    } else {
-                        rest.to_vec()
-                    },
-                    writable: d.writable,
-                    temp: Some(fd),
-                });
+                return Ok(Base::beneath(owned(fd), rest, d.writable));
             }
         }
         let rest = if path == b"/tmp" {
@@ -295,17 +285,7 @@ impl HostIo {
             path.strip_prefix(b"/tmp/")
         };
         if let Some(rest) = rest {
-            let fd = owned(self.scratch()? as i64);
-            return Ok(Base {
-                fd: fd.as_raw_fd(),
-                rel: if rest.is_empty() {
-                    b".".to_vec()
-                } else {
-                    rest.to_vec()
-                },
-                writable: true,
-                temp: Some(fd),
-            });
+            return Ok(Base::beneath(owned(self.scratch()? as i64), rest, true));
         }
         Err(-ENOENT)
     }
@@ -426,8 +406,7 @@ impl HostIo {
                 let fd =
                     h.fd.try_clone()
                         .map_err(|e| -(e.raw_os_error().unwrap_or(5) as i64))?;
-                let r = self.insert(fd, w);
-                Ok(r).and_then(|r| if r < 0 { Err(r) } else { Ok(r) })
+                self.insert(fd, w)
             }
             // fcntl: F_GETFL / F_SETFL (O_APPEND only; O_NONBLOCK is the shim's business)
             72 => {
@@ -649,13 +628,7 @@ impl HostIo {
                         a[2] as i32,
                     )
                 } as i64)?;
-                let fd = owned(fd);
-                let r = self.insert(fd, false);
-                if r < 0 {
-                    Err(r)
-                } else {
-                    Ok(r)
-                }
+                self.insert(owned(fd), false)
             }
             // bind, connect: a = [handle, addrlen]
             49 | 42 => {
@@ -708,12 +681,7 @@ impl HostIo {
                 let mut o = (len as u64).to_le_bytes().to_vec();
                 o.extend_from_slice(&sa[..len]);
                 out(&o)?;
-                let r = self.insert(nfd, false);
-                if r < 0 {
-                    Err(r)
-                } else {
-                    Ok(r)
-                }
+                self.insert(nfd, false)
             }
             // getsockname, getpeername
             51 | 52 => {
@@ -837,12 +805,7 @@ impl HostIo {
                 }
             }
         }
-        let r = self.insert(fd, b.writable);
-        if r < 0 {
-            Err(r)
-        } else {
-            Ok(r)
-        }
+        self.insert(fd, b.writable)
     }
 
     fn statx(&mut self, dir: u64, path: &[u8], flags: u64, mask: u64) -> Result<[u8; 256], i64> {
@@ -957,6 +920,22 @@ struct Base {
     /// Keeps a temporary root fd open while `fd` is used.
     #[allow(dead_code)]
     temp: Option<OwnedFd>,
+}
+
+impl Base {
+    /// `rest` (`.` if empty) beneath a root directory opened for this one lookup.
+    fn beneath(root: OwnedFd, rest: &[u8], writable: bool) -> Self {
+        Self {
+            fd: root.as_raw_fd(),
+            rel: if rest.is_empty() {
+                b".".to_vec()
+            } else {
+                rest.to_vec()
+            },
+            writable,
+            temp: Some(root),
+        }
+    }
 }
 
 /// An absolute path relative to a handle: refused like the kernel refuses it under

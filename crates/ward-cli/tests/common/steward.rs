@@ -50,3 +50,22 @@ pub fn serve(ca_dir: &Path, policy: &Path, extra: &[&str]) -> Serve {
     std::thread::spawn(move || for _ in lines {});
     Serve { child, addr }
 }
+
+/// A TLS client configuration that trusts only `roots` (e.g. the Steward's CA).
+pub fn client_trusting(
+    roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).unwrap();
+    }
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth(),
+    )
+}
